@@ -1,0 +1,1 @@
+//! criterion benchmarks for ponder; see `benches/bench_main.rs`.

@@ -1,0 +1,194 @@
+//! The [`Policy`] trait (who proposes next steps) and the [`StepRule`] that decides where a step ends.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::BoxError;
+use crate::tree::{PathRef, TreeId};
+use crate::types::Step;
+
+/// One expansion request: propose `k` candidate next steps after `path`.
+#[derive(Clone, Copy, Debug)]
+pub struct ExpandRequest<'a> {
+    /// The path to extend.
+    pub path: PathRef<'a>,
+    /// How many candidates to return (exactly this many).
+    pub k: u32,
+    /// Seed for this request's sampling; candidate `i` should use a stream derived from it.
+    pub seed: u64,
+    /// Generate to the end of the solution instead of one step (fast rollouts, the last step at
+    /// the depth limit, best-of-N samples).
+    pub to_end: bool,
+    /// Decode greedily (temperature 0) instead of sampling.
+    pub greedy: bool,
+}
+
+/// A language model (or a test double) that proposes next reasoning steps.
+///
+/// Batch first: one call receives every pending request the batcher gathered, possibly from many
+/// trees, and returns one `Vec<Step>` of exactly `k` candidates per request, in request order.
+/// Implementations are shared by all worker threads (`Send + Sync`, `&self`).
+pub trait Policy: Send + Sync {
+    /// A short name for logs and errors.
+    fn name(&self) -> &str;
+
+    /// Proposes `requests[i].k` candidate steps for each request.
+    ///
+    /// # Errors
+    /// Whatever the model reports (I/O, HTTP, out of memory); the search stops with it.
+    fn propose(&self, requests: &[ExpandRequest<'_>]) -> Result<Vec<Vec<Step>>, BoxError>;
+
+    /// Called when a tree is finished, so per-path state keyed by [`crate::PathKey`] (KV blocks,
+    /// hidden states) can be dropped. The default keeps nothing and does nothing.
+    fn release(&self, _tree: TreeId) {}
+}
+
+/// Where a step ends inside generated text (the option termination rule β of AlphaLLM).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Boundary {
+    /// One line per step (AlphaLLM on GSM8K).
+    #[default]
+    Newline,
+    /// One paragraph (ends at a blank line).
+    BlankLine,
+    /// One paragraph that contains a formula: a blank line ends the step only if the text so far
+    /// has a formula (`=`, `$`, `<<`, or `digit op digit`), otherwise generation continues to the
+    /// next blank line (AlphaLLM on MATH).
+    BlankLineFormula,
+    /// No boundary: the step runs to EOS, the answer pattern or the token cap.
+    None,
+}
+
+/// The step termination rule: a boundary, an answer pattern that finishes the whole path, and a
+/// token cap. EOS always finishes the path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StepRule {
+    /// Where a step ends.
+    pub boundary: Boundary,
+    /// A marker whose line ends the whole solution (for instance `The answer is` or `####`).
+    pub answer_pattern: Option<String>,
+    /// Hard cap on tokens per step.
+    pub max_tokens: u32,
+}
+
+impl Default for StepRule {
+    fn default() -> Self {
+        StepRule {
+            boundary: Boundary::Newline,
+            answer_pattern: Some("The answer is".into()),
+            max_tokens: 128,
+        }
+    }
+}
+
+/// Where [`StepRule::cut`] ends a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cut {
+    /// Byte length of the step inside the generated text (terminator included).
+    pub len: usize,
+    /// The answer pattern fired: the path is complete.
+    pub finished: bool,
+}
+
+impl StepRule {
+    /// Decides whether `text` (generated so far for this step) already contains a complete step.
+    /// Policies call it as tokens arrive; leading blank lines never end a step.
+    pub fn cut(&self, text: &str) -> Option<Cut> {
+        let content_start = text.len() - text.trim_start().len();
+        if let Some(pat) = self.answer_pattern.as_deref().filter(|p| !p.is_empty()) {
+            if let Some(at) = text[content_start..].find(pat) {
+                let from = content_start + at;
+                return text[from..].find('\n').map(|nl| Cut {
+                    len: from + nl + 1,
+                    finished: true,
+                });
+            }
+        }
+        let body = &text[content_start..];
+        let len = match self.boundary {
+            Boundary::None => None,
+            Boundary::Newline => body.find('\n').map(|i| i + 1),
+            Boundary::BlankLine => body.find("\n\n").map(|i| i + 2),
+            Boundary::BlankLineFormula => {
+                let mut from = 0;
+                let mut found = None;
+                while let Some(i) = body[from..].find("\n\n") {
+                    let end = from + i + 2;
+                    if has_formula(&body[..end]) {
+                        found = Some(end);
+                        break;
+                    }
+                    from = end;
+                }
+                found
+            }
+        }?;
+        Some(Cut {
+            len: content_start + len,
+            finished: false,
+        })
+    }
+
+    /// Whether a finished line of text hits the answer pattern.
+    pub fn is_answer(&self, text: &str) -> bool {
+        self.answer_pattern
+            .as_deref()
+            .is_some_and(|p| !p.is_empty() && text.contains(p))
+    }
+}
+
+/// A formula, for [`Boundary::BlankLineFormula`]: `=`, LaTeX `$`, a GSM8K `<<` annotation, or a
+/// digit, an operator and a digit.
+pub fn has_formula(text: &str) -> bool {
+    if text.contains('=') || text.contains('$') || text.contains("<<") {
+        return true;
+    }
+    let b: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    b.windows(3).any(|w| {
+        w[0].is_ascii_digit() && matches!(w[1], b'+' | b'-' | b'*' | b'/' | b'x') && w[2].is_ascii_digit()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(b: Boundary) -> StepRule {
+        StepRule {
+            boundary: b,
+            ..StepRule::default()
+        }
+    }
+
+    #[test]
+    fn newline_rule_skips_leading_blank_lines() {
+        let r = rule(Boundary::Newline);
+        assert_eq!(r.cut("abc"), None);
+        assert_eq!(r.cut("\n\nabc\ndef"), Some(Cut { len: 6, finished: false }));
+    }
+
+    #[test]
+    fn blank_line_formula_waits_for_a_formula() {
+        let r = rule(Boundary::BlankLineFormula);
+        assert_eq!(r.cut("Let us think.\n\nSo"), None);
+        let t = "Let us think.\n\nWe get 3 + 4 = 7.\n\nNext";
+        assert_eq!(r.cut(t), Some(Cut { len: 34, finished: false }));
+        assert_eq!(rule(Boundary::BlankLine).cut(t), Some(Cut { len: 15, finished: false }));
+    }
+
+    #[test]
+    fn answer_pattern_finishes_the_path_at_end_of_line() {
+        let r = rule(Boundary::BlankLine);
+        assert_eq!(r.cut("So The answer is 4"), None);
+        assert_eq!(r.cut("So The answer is 4.\nmore"), Some(Cut { len: 20, finished: true }));
+        assert!(r.is_answer("The answer is 4"));
+    }
+
+    #[test]
+    fn formulas_are_recognised() {
+        assert!(has_formula("3 * 4"));
+        assert!(has_formula("x = 2"));
+        assert!(!has_formula("three apples"));
+    }
+}

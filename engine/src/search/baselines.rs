@@ -1,0 +1,133 @@
+//! Baselines run through the same traits, batcher and tree as MCTS, so their outputs, budgets
+//! and counters compare directly: greedy decoding, best-of-N (outcome-critic ranked),
+//! self-consistency (majority answer) and PRM-guided step-level beam search.
+//!
+//! When a baseline ends, each terminal's score is backed up along its path, so visit counts and
+//! mean values exist for the output views (pairs from a best-of-N tree are trajectory-level pairs).
+
+use super::{Ctx, SearchStats, create_children, expand_seed, must_finish};
+use crate::batcher::ExpandSpec;
+use crate::error::Result;
+use crate::tree::{NodeId, Tree};
+
+fn back_up_terminals(tree: &Tree) {
+    let terms: Vec<NodeId> = tree.node_ids().filter(|&n| tree.data(n).terminal).collect();
+    for t in terms {
+        let s = f64::from(tree.eval(t).map_or(0.0, |e| e.score));
+        for n in tree.path_to(t) {
+            tree.enter(n);
+            tree.backup(n, s);
+        }
+    }
+}
+
+/// One path decoded greedily, step by step.
+pub(super) fn greedy(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
+    let tree = &**ctx.tree;
+    let mut node = NodeId::ROOT;
+    while !tree.data(node).terminal {
+        let to_end = must_finish(tree, ctx.cfg, node);
+        let spec = ExpandSpec {
+            node,
+            k: 1,
+            seed: expand_seed(tree, node, 0),
+            to_end,
+            greedy: true,
+        };
+        let steps = ctx.eval.propose(ctx.tree, vec![spec], false)?.pop().expect("one answer");
+        local.policy_requests += 1;
+        for s in &steps {
+            ctx.add_tokens(local, u64::from(s.n_tokens));
+        }
+        node = create_children(ctx, node, steps, to_end, local)?
+            .pop()
+            .expect("k = 1");
+        local.expansions += 1;
+    }
+    back_up_terminals(tree);
+    Ok(())
+}
+
+/// `baseline.n` complete solutions sampled from the root in one request (best-of-N and
+/// self-consistency differ only in how the answer is chosen).
+pub(super) fn sample_n(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
+    let tree = &**ctx.tree;
+    let spec = ExpandSpec {
+        node: NodeId::ROOT,
+        k: ctx.cfg.baseline.n,
+        seed: expand_seed(tree, NodeId::ROOT, 0),
+        to_end: true,
+        greedy: false,
+    };
+    let steps = ctx.eval.propose(ctx.tree, vec![spec], false)?.pop().expect("one answer");
+    local.policy_requests += 1;
+    for s in &steps {
+        ctx.add_tokens(local, u64::from(s.n_tokens));
+    }
+    create_children(ctx, NodeId::ROOT, steps, true, local)?;
+    local.expansions += 1;
+    back_up_terminals(tree);
+    Ok(())
+}
+
+/// The aggregated PRM score of the path to `n` (the leaf score without a PRM).
+fn beam_key(ctx: &Ctx<'_>, n: NodeId) -> f32 {
+    let tree = &**ctx.tree;
+    let prms: Vec<f32> = tree
+        .path_to(n)
+        .into_iter()
+        .filter_map(|i| tree.eval(i).and_then(|e| e.prm))
+        .collect();
+    ctx.cfg
+        .scoring
+        .prm_aggregate
+        .apply(&prms)
+        .unwrap_or_else(|| tree.eval(n).map_or(0.0, |e| e.score))
+}
+
+/// Step-level beam search: every live beam asks for `beam_k` candidates (one batched policy
+/// call per depth), and the `beam_width` best open candidates by aggregated PRM score survive.
+pub(super) fn beam(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
+    let tree = &**ctx.tree;
+    let b = &ctx.cfg.baseline;
+    let mut beams = vec![NodeId::ROOT];
+    while !beams.is_empty() {
+        let specs: Vec<ExpandSpec> = beams
+            .iter()
+            .map(|&n| ExpandSpec {
+                node: n,
+                k: b.beam_k,
+                seed: expand_seed(tree, n, 0),
+                to_end: must_finish(tree, ctx.cfg, n),
+                greedy: false,
+            })
+            .collect();
+        let outs = ctx.eval.propose(ctx.tree, specs, false)?;
+        local.policy_requests += beams.len() as u64;
+        let mut open = Vec::new();
+        for (&parent, steps) in beams.iter().zip(outs) {
+            let mut kept: Vec<crate::types::Step> = Vec::with_capacity(steps.len());
+            for s in steps {
+                ctx.add_tokens(local, u64::from(s.n_tokens));
+                if ctx.cfg.expansion.merge.dedup && kept.iter().any(|k| k.text == s.text) {
+                    local.duplicates += 1;
+                } else {
+                    kept.push(s);
+                }
+            }
+            let to_end = must_finish(tree, ctx.cfg, parent);
+            let ids = create_children(ctx, parent, kept, to_end, local)?;
+            local.expansions += 1;
+            open.extend(ids.into_iter().filter(|&c| !tree.data(c).terminal));
+        }
+        let mut keyed: Vec<(f32, NodeId)> = open.into_iter().map(|n| (beam_key(ctx, n), n)).collect();
+        keyed.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)));
+        keyed.truncate(b.beam_width as usize);
+        beams = keyed.into_iter().map(|(_, n)| n).collect();
+        if ctx.shared.stopped() {
+            break;
+        }
+    }
+    back_up_terminals(tree);
+    Ok(())
+}

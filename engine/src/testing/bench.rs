@@ -1,0 +1,145 @@
+//! A zero-cost evaluator (test double) for measuring the tree and the search loop alone:
+//! the policy returns empty steps with hashed log-probs, the value critic a hashed score.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::batcher::{Evaluator, Models};
+use crate::config::{Importance, SearchConfig};
+use crate::critic::{Critic, CriticKind, CriticPanel, ScoreRange};
+use crate::error::{BoxError, Result};
+use crate::policy::{ExpandRequest, Policy};
+use crate::rng::mix;
+use crate::search::search;
+use crate::task::Task;
+use crate::tree::{PathRef, Tree, TreeId};
+use crate::types::{Problem, Step};
+
+/// Proposes empty steps at no cost (log-prob hashed from the seed).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NullPolicy;
+
+impl Policy for NullPolicy {
+    fn name(&self) -> &str {
+        "bench-null"
+    }
+
+    fn propose(&self, requests: &[ExpandRequest<'_>]) -> Result<Vec<Vec<Step>>, BoxError> {
+        Ok(requests
+            .iter()
+            .map(|r| {
+                (0..r.k)
+                    .map(|j| Step {
+                        logprob: -((mix(r.seed, u64::from(j)) >> 40) as f32 / (1u64 << 24) as f32),
+                        n_tokens: 1,
+                        ..Step::default()
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+/// Scores a path by hashing its key, at no cost.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HashCritic;
+
+impl Critic for HashCritic {
+    fn name(&self) -> &str {
+        "bench-hash"
+    }
+    fn kind(&self) -> CriticKind {
+        CriticKind::Value
+    }
+    fn range(&self) -> ScoreRange {
+        ScoreRange::UNIT
+    }
+    fn score(&self, paths: &[PathRef<'_>]) -> Result<Vec<f32>, BoxError> {
+        Ok(paths
+            .iter()
+            .map(|p| (mix(u64::from(p.node().0), 17) >> 40) as f32 / (1u64 << 24) as f32)
+            .collect())
+    }
+}
+
+/// A task with no answers (paths end at the depth limit).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NullTask;
+
+impl Task for NullTask {
+    fn name(&self) -> &str {
+        "bench-null"
+    }
+    fn prompt(&self, problem: &Problem) -> String {
+        problem.question.clone()
+    }
+    fn extract_answer(&self, _path_text: &str) -> Option<String> {
+        None
+    }
+    fn check(&self, _answer: &str, _gold: &str) -> bool {
+        false
+    }
+}
+
+/// The zero-cost models.
+pub fn models() -> Models {
+    Models {
+        policy: Arc::new(NullPolicy),
+        rollout: None,
+        critics: CriticPanel::new()
+            .with(Arc::new(HashCritic))
+            .expect("one value critic"),
+        task: Arc::new(NullTask),
+    }
+}
+
+/// The search shape `ponder bench tree` measures: UCT, progressive widening with a fixed 4
+/// children per node, depth limit 16, virtual loss 1, no dedup.
+pub fn config(threads: u32, simulations: u32) -> SearchConfig {
+    let mut c = SearchConfig::alphallm();
+    c.budget.simulations = simulations;
+    c.budget.max_depth = 16;
+    c.budget.max_nodes = simulations.saturating_add(2).max(2);
+    c.parallel.threads = threads;
+    c.expansion.widening.importance = Importance::Fixed;
+    c.expansion.widening.c_min_root = 4;
+    c.expansion.widening.c_min = 4;
+    c.expansion.widening.c_max_root = 4;
+    c.expansion.widening.c_max = 4;
+    c.expansion.merge.dedup = false;
+    c
+}
+
+/// What one bench run measured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BenchResult {
+    /// Completed simulations per second.
+    pub simulations_per_sec: f64,
+    /// Worker threads.
+    pub threads: u32,
+    /// Nodes in the tree.
+    pub nodes: u64,
+    /// Bytes per arena slot (excluding step text).
+    pub bytes_per_node: usize,
+    /// Collisions (restarted simulations).
+    pub collisions: u64,
+}
+
+/// Runs one search of `simulations` on the zero-cost evaluator.
+///
+/// # Errors
+/// Only if the config is invalid (for instance `threads = 0`).
+pub fn run(threads: u32, simulations: u32) -> Result<BenchResult> {
+    let cfg = config(threads, simulations);
+    let m = models();
+    let start = Instant::now();
+    let report = search(Problem::new("bench", "bench"), TreeId(0), &cfg, Evaluator::direct(&m))?;
+    let secs = start.elapsed().as_secs_f64();
+    Ok(BenchResult {
+        simulations_per_sec: report.stats.simulations as f64 / secs,
+        threads,
+        nodes: report.stats.nodes,
+        bytes_per_node: Tree::bytes_per_node(),
+        collisions: report.stats.collisions,
+    })
+}

@@ -1,0 +1,793 @@
+//! The lock-free search tree: an append-only arena of nodes shared by every worker thread.
+//!
+//! Nodes live in a segmented arena (segment `i` holds `BASE << i` nodes, allocated on first use),
+//! are addressed by [`NodeId`] (`u32`) and never move or die while the tree lives, so there is no
+//! ABA problem and no memory reclamation, and the module contains no `unsafe` code.
+//!
+//! # Invariants
+//!
+//! - **INV-1 (stable ids).** A node, once allocated, stays at the same [`NodeId`] until the tree is
+//!   dropped; arena segments are never freed or reallocated while the tree lives.
+//! - **INV-2 (write once, then publish).** A node's [`NodeData`] is set exactly once, at allocation;
+//!   its [`Eval`] is set exactly once, after scoring and *before* the node is linked into its
+//!   parent's child list. Linking is a `Release` CAS and readers walk links with `Acquire`, so a
+//!   thread that reaches a node through a link sees its data and evaluation.
+//! - **INV-3 (append-only children).** Children are only ever added (prepended to a singly linked
+//!   sibling list); a link is never removed or changed once published.
+//! - **INV-4 (reservations).** `published children <= reserved slots <= width cap`. A thread that wants
+//!   to add children first reserves slots with a CAS on `reserved`; each reserved slot is either
+//!   turned into a published child or given back. In full-expansion mode all `k` slots are reserved
+//!   by one CAS from 0, so a node is expanded exactly once.
+//! - **INV-5 (in-flight accounting).** `in_flight` counts simulations that have passed through a
+//!   node on their way down and have not yet backed up through it. Every increment is matched by
+//!   exactly one decrement, from either the backup or the abort of that simulation; when the search
+//!   is quiescent every `in_flight` is 0.
+//! - **INV-6 (visits).** `visits` of a node counts the completed simulations whose backed-up path
+//!   went through it, and `value_sum` is the exact fixed-point sum of the leaf scores they backed
+//!   up (integer addition is order-independent, so the sum does not depend on thread timing).
+//!
+//! Statistics (`counts`, `value_sum`, `q`) use `Relaxed` operations: during a search they only
+//! steer selection, which tolerates stale values, and after the workers are joined the join gives
+//! every thread's updates a happens-before edge to the reader.
+
+mod path;
+pub(crate) mod sync;
+
+use std::sync::OnceLock;
+
+pub use path::PathRef;
+use sync::{AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+use crate::types::{Problem, Step};
+
+/// Index of a node in its tree's arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+impl NodeId {
+    /// The root of every tree.
+    pub const ROOT: NodeId = NodeId(0);
+    /// "No node" (the root's parent). The root is never anybody's child or sibling, so links use
+    /// id 0 as their null value and this sentinel only appears in [`NodeData::parent`].
+    pub const NONE: NodeId = NodeId(u32::MAX);
+
+    /// The id as an index.
+    #[inline]
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Identifies a tree within a run (the position of its problem in the dataset, usually).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TreeId(pub u32);
+
+/// A stable key for a path: the tree and the node the path ends at. Policies and critics may key
+/// per-path state (KV blocks, hidden states, cached scores) by it and drop that state on release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PathKey {
+    /// The tree.
+    pub tree: TreeId,
+    /// The last node of the path.
+    pub node: NodeId,
+}
+
+/// What the critics said about a node, kept so outputs can carry the breakdown.
+///
+/// # Score range
+/// `value`, `prm` and `orm` are normalised to `[0, 1]` from each critic's declared native range;
+/// `score` is the leaf score the search backs up (their weighted mean, plus the terminal outcome
+/// reward and depth penalty when configured), and `reward` is `score - parent.score` (MCTS-DPO's r).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Eval {
+    /// The leaf score used by backups.
+    pub score: f32,
+    /// Step reward `score - parent.score` (0 at the root).
+    pub reward: f32,
+    /// Value critic, normalised to `[0, 1]`.
+    pub value: Option<f32>,
+    /// Process critic for this node's step (not aggregated), normalised to `[0, 1]`.
+    pub prm: Option<f32>,
+    /// Outcome critic (terminal nodes, or the mean over fast rollouts), normalised to `[0, 1]`.
+    pub orm: Option<f32>,
+    /// Whether the node's final answer matches the gold answer (terminal nodes with a gold answer).
+    pub correct: Option<bool>,
+}
+
+/// The write-once payload of a node (INV-2).
+#[derive(Debug)]
+pub struct NodeData {
+    /// Parent node ([`NodeId::NONE`] for the root).
+    pub parent: NodeId,
+    /// Number of steps from the root.
+    pub depth: u32,
+    /// The step on the edge from the parent (empty at the root).
+    pub step: Step,
+    /// The path ends here (answer found, EOS, or the depth limit).
+    pub terminal: bool,
+    /// The answer extracted at a terminal node.
+    pub answer: Option<String>,
+}
+
+const FROZEN: u8 = 1;
+
+/// One arena slot. Fields are atomics so that any worker can update statistics through `&Tree`.
+#[derive(Debug)]
+pub(crate) struct Node {
+    /// `visits` in the low 32 bits, `in_flight` in the high 32 bits (INV-5, INV-6): one atomic
+    /// add both counts the visit and returns the in-flight slot at backup time.
+    counts: AtomicU64,
+    /// Fixed-point sum of backed-up leaf scores (INV-6), `FIXED_SCALE` units.
+    value_sum: AtomicI64,
+    /// MCTS-DPO's Q as `f64` bits (only maintained by the `q_r_plus_v` backup).
+    q: AtomicU64,
+    /// Head of the child list (0 = none; the root is never a child, INV-3).
+    first_child: AtomicU32,
+    /// Next sibling in the parent's child list (0 = none).
+    next_sibling: AtomicU32,
+    /// Published children.
+    n_children: AtomicU32,
+    /// Reserved child slots (INV-4).
+    reserved: AtomicU32,
+    /// Current allowance of children (progressive widening; grow-only).
+    width: AtomicU32,
+    /// `FROZEN`: widening stopped (the policy kept repeating itself).
+    flags: AtomicU8,
+    data: OnceLock<NodeData>,
+    eval: OnceLock<Eval>,
+}
+
+impl Node {
+    fn new() -> Self {
+        Node {
+            counts: AtomicU64::new(0),
+            value_sum: AtomicI64::new(0),
+            q: AtomicU64::new(0),
+            first_child: AtomicU32::new(0),
+            next_sibling: AtomicU32::new(0),
+            n_children: AtomicU32::new(0),
+            reserved: AtomicU32::new(0),
+            width: AtomicU32::new(0),
+            flags: AtomicU8::new(0),
+            data: OnceLock::new(),
+            eval: OnceLock::new(),
+        }
+    }
+}
+
+/// Units per 1.0 of score in `value_sum`: 2^24 keeps f32 precision and leaves room for 2^32 visits
+/// of scores up to |8| without overflowing an i64.
+pub(crate) const FIXED_SCALE: f64 = (1u64 << 24) as f64;
+
+const IN_FLIGHT_ONE: u64 = 1 << 32;
+const VISIT_MASK: u64 = (1 << 32) - 1;
+
+#[cfg(not(loom))]
+const BASE_SHIFT: u32 = 6;
+#[cfg(loom)]
+const BASE_SHIFT: u32 = 1;
+const BASE: u64 = 1 << BASE_SHIFT;
+const SEGMENTS: usize = 32 - BASE_SHIFT as usize;
+
+/// A search tree over one problem. Shared by reference (or `Arc`) among worker threads.
+#[derive(Debug)]
+pub struct Tree {
+    id: TreeId,
+    problem: Problem,
+    prompt: String,
+    seed: u64,
+    segments: Box<[OnceLock<Box<[Node]>>]>,
+    len: AtomicU32,
+    capacity: u32,
+    /// The current search root (moved by MCTS-DPO's move-by-move mode).
+    root: AtomicU32,
+}
+
+/// A node's statistics, read at one moment.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NodeStats {
+    /// Completed simulations through the node.
+    pub visits: u32,
+    /// Simulations currently in flight through the node.
+    pub in_flight: u32,
+    /// Sum of backed-up leaf scores.
+    pub value_sum: f64,
+    /// MCTS-DPO's Q (meaningful under the `q_r_plus_v` backup).
+    pub q: f64,
+    /// Published children.
+    pub children: u32,
+}
+
+impl NodeStats {
+    /// Mean backed-up score `value_sum / visits` (0 when unvisited).
+    pub fn mean(&self) -> f64 {
+        if self.visits == 0 {
+            0.0
+        } else {
+            self.value_sum / f64::from(self.visits)
+        }
+    }
+}
+
+impl Tree {
+    /// A tree holding only its root (whose evaluation is still unset).
+    ///
+    /// `capacity` bounds the number of nodes (at most `u32::MAX - 1`).
+    pub fn new(id: TreeId, problem: Problem, prompt: String, seed: u64, capacity: u32) -> Self {
+        let segments = (0..SEGMENTS).map(|_| OnceLock::new()).collect();
+        let tree = Tree {
+            id,
+            problem,
+            prompt,
+            seed,
+            segments,
+            len: AtomicU32::new(0),
+            capacity: capacity.clamp(1, u32::MAX - 1),
+            root: AtomicU32::new(0),
+        };
+        // Under loom, allocate every segment up front: std's OnceLock is invisible to the model
+        // checker, so two model threads must never race to initialise one.
+        #[cfg(loom)]
+        for (seg, slot) in tree.segments.iter().enumerate() {
+            if (BASE << seg) - BASE < u64::from(tree.capacity) {
+                let _ = slot.get_or_init(|| (0..(BASE << seg)).map(|_| Node::new()).collect());
+            }
+        }
+        let root = tree
+            .alloc(NodeData {
+                parent: NodeId::NONE,
+                depth: 0,
+                step: Step::default(),
+                terminal: false,
+                answer: None,
+            })
+            .expect("INV-1: a fresh tree has room for its root");
+        debug_assert_eq!(root, NodeId::ROOT);
+        tree
+    }
+
+    /// The tree's id.
+    pub fn id(&self) -> TreeId {
+        self.id
+    }
+
+    /// The problem searched.
+    pub fn problem(&self) -> &Problem {
+        &self.problem
+    }
+
+    /// The formatted prompt (the task's rendering of the problem).
+    pub fn prompt(&self) -> &str {
+        &self.prompt
+    }
+
+    /// The tree's seed (every random choice in the search derives from it).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The current search root (the root unless move-by-move search re-rooted the tree).
+    pub fn search_root(&self) -> NodeId {
+        // Relaxed: the root only moves between move-by-move phases, which are separated by
+        // thread joins.
+        NodeId(self.root.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_search_root(&self, node: NodeId) {
+        // Relaxed: see `search_root`.
+        self.root.store(node.0, Ordering::Relaxed);
+    }
+
+    /// Number of allocated nodes. Exact once the search is quiescent; a lower bound on the nodes
+    /// reachable through links while workers run.
+    pub fn len(&self) -> usize {
+        // Relaxed: a count, read for reporting.
+        (self.len.load(Ordering::Relaxed).min(self.capacity)) as usize
+    }
+
+    /// Whether the tree holds only its root.
+    pub fn is_empty(&self) -> bool {
+        self.len() <= 1
+    }
+
+    #[inline]
+    fn locate(id: NodeId) -> (usize, usize) {
+        let v = u64::from(id.0) + BASE;
+        let seg = (63 - v.leading_zeros()) - BASE_SHIFT;
+        let off = v - (BASE << seg);
+        (seg as usize, off as usize)
+    }
+
+    #[inline]
+    pub(crate) fn node(&self, id: NodeId) -> &Node {
+        let (seg, off) = Self::locate(id);
+        &self.segments[seg]
+            .get()
+            .expect("INV-1: ids handed out point into allocated segments")[off]
+    }
+
+    /// Allocates a node and writes its data (INV-2). The node is not yet linked anywhere.
+    pub(crate) fn alloc(&self, data: NodeData) -> Result<NodeId> {
+        // Relaxed: the index only has to be unique; the node's contents are published by the
+        // OnceLock (data) and later by the Release link (INV-2).
+        let idx = self.len.fetch_add(1, Ordering::Relaxed);
+        if idx >= self.capacity {
+            return Err(Error::TreeFull {
+                capacity: self.capacity,
+            });
+        }
+        let id = NodeId(idx);
+        let (seg, off) = Self::locate(id);
+        let segment = self.segments[seg]
+            .get_or_init(|| (0..(BASE << seg)).map(|_| Node::new()).collect());
+        if segment[off].data.set(data).is_err() {
+            unreachable!("INV-2: slot {idx} handed out twice");
+        }
+        Ok(id)
+    }
+
+    /// The node's write-once data.
+    #[inline]
+    pub fn data(&self, id: NodeId) -> &NodeData {
+        self.node(id)
+            .data
+            .get()
+            .expect("INV-2: a reachable node has its data")
+    }
+
+    /// The node's evaluation, once scored.
+    #[inline]
+    pub fn eval(&self, id: NodeId) -> Option<&Eval> {
+        self.node(id).eval.get()
+    }
+
+    pub(crate) fn set_eval(&self, id: NodeId, eval: Eval) {
+        let node = self.node(id);
+        // Relaxed: published together with the eval by the child link's Release (INV-2).
+        node.q
+            .store(f64::from(eval.reward).to_bits(), Ordering::Relaxed);
+        if node.eval.set(eval).is_err() {
+            unreachable!("INV-2: node {} evaluated twice", id.0);
+        }
+    }
+
+    /// Links an evaluated child into its parent's list (INV-2, INV-3). Several threads may link
+    /// children of the same parent at once; each CAS retries on the new head.
+    pub(crate) fn link(&self, parent: NodeId, child: NodeId) {
+        debug_assert!(self.node(child).eval.get().is_some(), "INV-2: link after eval");
+        let p = self.node(parent);
+        let c = self.node(child);
+        // Acquire: pairs with the Release of the previous link, so the old head's data is visible
+        // before we point at it.
+        let mut head = p.first_child.load(Ordering::Acquire);
+        loop {
+            // Relaxed: the child is not reachable yet; the CAS below publishes this store.
+            c.next_sibling.store(head, Ordering::Relaxed);
+            // Release on success publishes the child's data, eval and `next_sibling` (INV-2).
+            // Acquire on failure: we will link to the new head, so we must see its writes.
+            match p.first_child.compare_exchange_weak(
+                head,
+                child.0,
+                Ordering::Release,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => head = now,
+            }
+        }
+        // Release: a reader that Acquire-loads the count also sees the link it counts.
+        p.n_children.fetch_add(1, Ordering::Release);
+    }
+
+    /// Iterates over the published children of `id`, newest first.
+    #[inline]
+    pub fn children(&self, id: NodeId) -> Children<'_> {
+        // Acquire: pairs with the Release CAS in `link` (INV-2).
+        let head = self.node(id).first_child.load(Ordering::Acquire);
+        Children { tree: self, next: head }
+    }
+
+    /// Published children of `id`, in creation order (the order a one-thread search made them).
+    pub fn children_in_order(&self, id: NodeId) -> Vec<NodeId> {
+        let mut v: Vec<NodeId> = self.children(id).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Number of published children.
+    #[inline]
+    pub fn child_count(&self, id: NodeId) -> u32 {
+        // Acquire: pairs with the Release increment in `link`.
+        self.node(id).n_children.load(Ordering::Acquire)
+    }
+
+    /// A snapshot of the node's statistics.
+    pub fn stats(&self, id: NodeId) -> NodeStats {
+        let n = self.node(id);
+        // Relaxed: statistics (see the module docs).
+        let counts = n.counts.load(Ordering::Relaxed);
+        NodeStats {
+            visits: (counts & VISIT_MASK) as u32,
+            in_flight: (counts >> 32) as u32,
+            value_sum: n.value_sum.load(Ordering::Relaxed) as f64 / FIXED_SCALE,
+            q: f64::from_bits(n.q.load(Ordering::Relaxed)),
+            children: self.child_count(id),
+        }
+    }
+
+    /// Visits and in-flight count, read in one load.
+    #[inline]
+    pub(crate) fn counts(&self, id: NodeId) -> (u32, u32) {
+        // Relaxed: statistics.
+        let c = self.node(id).counts.load(Ordering::Relaxed);
+        ((c & VISIT_MASK) as u32, (c >> 32) as u32)
+    }
+
+    #[inline]
+    pub(crate) fn value_sum(&self, id: NodeId) -> f64 {
+        // Relaxed: statistics.
+        self.node(id).value_sum.load(Ordering::Relaxed) as f64 / FIXED_SCALE
+    }
+
+    #[inline]
+    pub(crate) fn q(&self, id: NodeId) -> f64 {
+        // Relaxed: statistics.
+        f64::from_bits(self.node(id).q.load(Ordering::Relaxed))
+    }
+
+    #[inline]
+    pub(crate) fn set_q(&self, id: NodeId, q: f64) {
+        // Relaxed: statistics; exact values are recomputed by `settle_q` once quiescent.
+        self.node(id).q.store(q.to_bits(), Ordering::Relaxed);
+    }
+
+    /// A simulation passes down through `id` (INV-5).
+    #[inline]
+    pub(crate) fn enter(&self, id: NodeId) {
+        // Relaxed: statistics.
+        self.node(id).counts.fetch_add(IN_FLIGHT_ONE, Ordering::Relaxed);
+    }
+
+    /// A simulation that entered `id` gives up without backing up (INV-5).
+    #[inline]
+    pub(crate) fn abort(&self, id: NodeId) {
+        // Relaxed: statistics.
+        let before = self.node(id).counts.fetch_sub(IN_FLIGHT_ONE, Ordering::Relaxed);
+        debug_assert!(before >> 32 > 0, "INV-5: abort without enter at node {}", id.0);
+    }
+
+    /// A simulation that entered `id` backs up `score` through it (INV-5, INV-6).
+    #[inline]
+    pub(crate) fn backup(&self, id: NodeId, score: f64) {
+        let n = self.node(id);
+        // One add: visits + 1 and in_flight - 1 (the low half cannot carry: visits < 2^32 - 1).
+        // Relaxed: statistics.
+        let before = n
+            .counts
+            .fetch_add(1u64.wrapping_sub(IN_FLIGHT_ONE), Ordering::Relaxed);
+        debug_assert!(before >> 32 > 0, "INV-5: backup without enter at node {}", id.0);
+        n.value_sum
+            .fetch_add((score * FIXED_SCALE).round() as i64, Ordering::Relaxed);
+    }
+
+    /// Tries to reserve `k` child slots so that `reserved + k <= cap` (INV-4). With
+    /// `only_if_empty`, succeeds only from zero reservations (full expansion: exactly once).
+    pub(crate) fn reserve(&self, id: NodeId, k: u32, cap: u32, only_if_empty: bool) -> bool {
+        let r = &self.node(id).reserved;
+        // Relaxed: the reservation counter only arbitrates; the children it leads to are
+        // published by `link` (Release).
+        let mut cur = r.load(Ordering::Relaxed);
+        loop {
+            if (only_if_empty && cur != 0) || cur + k > cap {
+                return false;
+            }
+            // AcqRel on success is not needed: nothing is published through `reserved`.
+            match r.compare_exchange_weak(cur, cur + k, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Gives back `k` reserved slots that did not become children (INV-4).
+    pub(crate) fn unreserve(&self, id: NodeId, k: u32) {
+        if k > 0 {
+            // Relaxed: see `reserve`.
+            let before = self.node(id).reserved.fetch_sub(k, Ordering::Relaxed);
+            debug_assert!(before >= k, "INV-4: unreserve more than reserved");
+        }
+    }
+
+    /// Reserved child slots: published children plus expansions in progress (INV-4).
+    pub fn reserved(&self, id: NodeId) -> u32 {
+        // Relaxed: see `reserve`.
+        self.node(id).reserved.load(Ordering::Relaxed)
+    }
+
+    /// Raises the node's width allowance to at least `w` (widths only grow) and returns it.
+    pub(crate) fn grow_width(&self, id: NodeId, w: u32) -> u32 {
+        // Relaxed: the width is a heuristic allowance; a stale read lets at most one extra
+        // expansion through, which INV-4 still bounds by the cap.
+        let before = self.node(id).width.fetch_max(w, Ordering::Relaxed);
+        before.max(w)
+    }
+
+    /// Stops widening `id` (its policy kept proposing duplicates).
+    pub(crate) fn freeze(&self, id: NodeId) {
+        // Relaxed: a heuristic flag, like the width.
+        self.node(id).flags.fetch_or(FROZEN, Ordering::Relaxed);
+    }
+
+    /// Whether widening was stopped.
+    pub fn is_frozen(&self, id: NodeId) -> bool {
+        // Relaxed: see `freeze`.
+        self.node(id).flags.load(Ordering::Relaxed) & FROZEN != 0
+    }
+
+    /// The path from the root to `id`, root first.
+    pub fn path_to(&self, id: NodeId) -> Vec<NodeId> {
+        let mut path = Vec::with_capacity(self.data(id).depth as usize + 1);
+        let mut cur = id;
+        while cur != NodeId::NONE {
+            path.push(cur);
+            cur = self.data(cur).parent;
+        }
+        path.reverse();
+        path
+    }
+
+    /// The concatenated step text from the root to `id`.
+    pub fn path_text(&self, id: NodeId) -> String {
+        self.path_to(id)
+            .into_iter()
+            .map(|n| self.data(n).step.text.as_str())
+            .collect()
+    }
+
+    /// All allocated node ids (call when quiescent).
+    pub fn node_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        (0..self.len() as u32)
+            .map(NodeId)
+            .filter(|&id| self.node(id).data.get().is_some())
+    }
+
+    /// Bytes used by one arena slot, excluding heap data owned by its step (text, tokens) and
+    /// answer.
+    pub fn bytes_per_node() -> usize {
+        std::mem::size_of::<Node>()
+    }
+
+    /// Approximate heap bytes: the arena slots allocated so far plus each node's step text, tokens
+    /// and answer.
+    pub fn approx_bytes(&self) -> usize {
+        let slots: usize = self
+            .segments
+            .iter()
+            .filter_map(|s| s.get())
+            .map(|s| s.len() * Self::bytes_per_node())
+            .sum();
+        let heap: usize = self
+            .node_ids()
+            .map(|id| {
+                let d = self.data(id);
+                d.step.text.capacity()
+                    + d.step.tokens.as_ref().map_or(0, |t| t.capacity() * 4)
+                    + d.answer.as_ref().map_or(0, |a| a.capacity())
+            })
+            .sum();
+        slots + heap
+    }
+}
+
+/// Iterator over a node's published children (see [`Tree::children`]).
+#[derive(Debug)]
+pub struct Children<'a> {
+    tree: &'a Tree,
+    next: u32,
+}
+
+impl Iterator for Children<'_> {
+    type Item = NodeId;
+
+    #[inline]
+    fn next(&mut self) -> Option<NodeId> {
+        if self.next == 0 {
+            return None;
+        }
+        let id = NodeId(self.next);
+        // Acquire: pairs with the Release CAS that published this sibling link (INV-2).
+        self.next = self.tree.node(id).next_sibling.load(Ordering::Acquire);
+        Some(id)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn tree() -> Tree {
+        Tree::new(TreeId(0), Problem::new("p", "q"), "q".into(), 1, 1 << 20)
+    }
+
+    fn child(t: &Tree, parent: NodeId, text: &str) -> NodeId {
+        let id = t
+            .alloc(NodeData {
+                parent,
+                depth: t.data(parent).depth + 1,
+                step: Step::text(text),
+                terminal: false,
+                answer: None,
+            })
+            .unwrap();
+        t.set_eval(id, Eval::default());
+        t.link(parent, id);
+        id
+    }
+
+    #[test]
+    fn segments_map_ids_without_gaps() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..10_000u32 {
+            let (s, o) = Tree::locate(NodeId(i));
+            assert!(o < (BASE << s) as usize);
+            assert!(seen.insert((s, o)));
+        }
+        assert_eq!(Tree::locate(NodeId(0)), (0, 0));
+        assert_eq!(Tree::locate(NodeId(BASE as u32)), (1, 0));
+        let (s, _) = Tree::locate(NodeId(u32::MAX - 1));
+        assert!(s < SEGMENTS);
+    }
+
+    #[test]
+    fn children_are_appended_and_iterated() {
+        let t = tree();
+        let a = child(&t, NodeId::ROOT, "a");
+        let b = child(&t, NodeId::ROOT, "b");
+        let c = child(&t, a, "c");
+        assert_eq!(t.children_in_order(NodeId::ROOT), vec![a, b]);
+        assert_eq!(t.children(NodeId::ROOT).collect::<Vec<_>>(), vec![b, a]);
+        assert_eq!(t.child_count(NodeId::ROOT), 2);
+        assert_eq!(t.path_to(c), vec![NodeId::ROOT, a, c]);
+        assert_eq!(t.path_text(c), "ac");
+        assert_eq!(t.len(), 4);
+    }
+
+    #[test]
+    fn counts_pack_visits_and_in_flight() {
+        let t = tree();
+        t.enter(NodeId::ROOT);
+        t.enter(NodeId::ROOT);
+        assert_eq!(t.counts(NodeId::ROOT), (0, 2));
+        t.backup(NodeId::ROOT, 0.25);
+        t.abort(NodeId::ROOT);
+        assert_eq!(t.counts(NodeId::ROOT), (1, 0));
+        assert!((t.stats(NodeId::ROOT).mean() - 0.25).abs() < 1e-6);
+    }
+
+    #[test]
+    fn reservations_respect_cap_and_full_mode() {
+        let t = tree();
+        assert!(t.reserve(NodeId::ROOT, 1, 2, false));
+        assert!(t.reserve(NodeId::ROOT, 1, 2, false));
+        assert!(!t.reserve(NodeId::ROOT, 1, 2, false));
+        t.unreserve(NodeId::ROOT, 2);
+        assert!(t.reserve(NodeId::ROOT, 3, 3, true));
+        assert!(!t.reserve(NodeId::ROOT, 3, 6, true));
+    }
+
+    #[test]
+    fn capacity_is_an_error_not_a_panic() {
+        let t = Tree::new(TreeId(0), Problem::new("p", "q"), "q".into(), 1, 2);
+        let d = || NodeData {
+            parent: NodeId::ROOT,
+            depth: 1,
+            step: Step::default(),
+            terminal: false,
+            answer: None,
+        };
+        assert!(t.alloc(d()).is_ok());
+        assert!(matches!(t.alloc(d()), Err(Error::TreeFull { capacity: 2 })));
+    }
+}
+
+/// Model checks of the publication and accounting protocols. Run with
+/// `RUSTFLAGS="--cfg loom" cargo test -p ponder-engine --lib loom_models`.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use loom::sync::Arc;
+
+    fn data(parent: NodeId, text: &str) -> NodeData {
+        NodeData {
+            parent,
+            depth: 1,
+            step: Step::text(text),
+            terminal: false,
+            answer: None,
+        }
+    }
+
+    /// Two threads race to expand the root in full mode: exactly one wins (INV-4), and a reader
+    /// that sees a linked child also sees its data and evaluation (INV-2).
+    #[test]
+    fn expansion_is_claimed_once_and_published_safely() {
+        loom::model(|| {
+            let t = Arc::new(Tree::new(TreeId(0), Problem::new("p", "q"), String::new(), 0, 16));
+            let handles: Vec<_> = (0..2)
+                .map(|i| {
+                    let t = t.clone();
+                    loom::thread::spawn(move || {
+                        if t.reserve(NodeId::ROOT, 1, 1, true) {
+                            let c = t.alloc(data(NodeId::ROOT, if i == 0 { "a" } else { "b" })).unwrap();
+                            t.set_eval(c, Eval { score: 0.5, ..Eval::default() });
+                            t.link(NodeId::ROOT, c);
+                            1
+                        } else {
+                            for c in t.children(NodeId::ROOT) {
+                                assert!(!t.data(c).step.text.is_empty());
+                                assert_eq!(t.eval(c).map(|e| e.score), Some(0.5));
+                            }
+                            0
+                        }
+                    })
+                })
+                .collect();
+            let wins: u32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+            assert_eq!(wins, 1);
+            assert_eq!(t.child_count(NodeId::ROOT), 1);
+        });
+    }
+
+    /// Two threads link children concurrently: both links survive (INV-3).
+    #[test]
+    fn concurrent_links_both_survive() {
+        loom::model(|| {
+            let t = Arc::new(Tree::new(TreeId(0), Problem::new("p", "q"), String::new(), 0, 16));
+            let handles: Vec<_> = ["a", "b"]
+                .into_iter()
+                .map(|s| {
+                    let t = t.clone();
+                    loom::thread::spawn(move || {
+                        let c = t.alloc(data(NodeId::ROOT, s)).unwrap();
+                        t.set_eval(c, Eval::default());
+                        t.link(NodeId::ROOT, c);
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+            let mut texts: Vec<String> =
+                t.children(NodeId::ROOT).map(|c| t.data(c).step.text.clone()).collect();
+            texts.sort();
+            assert_eq!(texts, vec!["a".to_string(), "b".to_string()]);
+        });
+    }
+
+    /// Enter/backup/abort from two threads: visits and in-flight are conserved (INV-5, INV-6).
+    #[test]
+    fn counts_are_conserved() {
+        loom::model(|| {
+            let t = Arc::new(Tree::new(TreeId(0), Problem::new("p", "q"), String::new(), 0, 4));
+            let handles: Vec<_> = (0..2)
+                .map(|i| {
+                    let t = t.clone();
+                    loom::thread::spawn(move || {
+                        t.enter(NodeId::ROOT);
+                        if i == 0 {
+                            t.backup(NodeId::ROOT, 1.0);
+                        } else {
+                            t.abort(NodeId::ROOT);
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+            assert_eq!(t.counts(NodeId::ROOT), (1, 0));
+            assert!((t.value_sum(NodeId::ROOT) - 1.0).abs() < 1e-9);
+        });
+    }
+}
