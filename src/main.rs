@@ -1,1 +1,44 @@
-fn main() {}
+//! The `ponder` binary.
+
+mod cli;
+
+use anyhow::Result;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::args::{Cli, Command, LogFormat};
+
+fn main() {
+    let cli = Cli::parse();
+    let level = if cli.global.quiet {
+        "warn"
+    } else {
+        match cli.global.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = EnvFilter::try_from_env("PONDER_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.global.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let quiet = cli.global.quiet;
+    match cli.command {
+        Command::Search(a) => cli::commands::search::run(a, quiet),
+        Command::Generate(a) => cli::commands::generate::run(a, quiet),
+        Command::Bench(c) => cli::commands::bench::run(c),
+        Command::CheckConfig(a) => cli::commands::check_config::run(a),
+    }
+}

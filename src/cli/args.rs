@@ -1,0 +1,306 @@
+//! Command-line arguments (clap). Flags override the config file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ponder::engine::config::{AnswerRule, Algorithm, BackupRule, SelectionRule};
+
+use super::config::Preset;
+
+const ABOUT: &str = "Monte Carlo tree search over reasoning steps: better answers at test time, \
+step-level preference pairs for DPO.";
+
+const POLICY_NOTE: &str = "Until the LLM policy lands, ponder runs only the built-in synthetic \
+arithmetic task (a scripted policy and noisy-oracle critics, i.e. test doubles), e.g. \
+\"Start with 7. Add 3. Multiply by 2. What is the result?\".";
+
+/// The `ponder` command line.
+#[derive(Debug, Parser)]
+#[command(name = "ponder", version, about = ABOUT, after_help = POLICY_NOTE)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+}
+
+/// Options of every command.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// Log more (-v: debug, -vv: trace). Logs go to stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    /// No progress bar and only warnings in the log.
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+}
+
+/// Log formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for clusters).
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Search one problem (or each problem of a dataset) and print the answer and statistics.
+    #[command(after_help = POLICY_NOTE)]
+    Search(SearchArgs),
+    /// Search a dataset and write preference pairs, PRM data and SFT traces as JSONL.
+    #[command(after_help = POLICY_NOTE)]
+    Generate(GenerateArgs),
+    /// Measure the engine.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Validate a config file and print it fully resolved (preset and defaults applied).
+    CheckConfig(CheckConfigArgs),
+}
+
+/// Where problems come from.
+#[derive(Debug, Args)]
+pub(crate) struct ProblemArgs {
+    /// A JSONL dataset, one problem per line.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) dataset: Option<PathBuf>,
+    /// Field holding the question in dataset lines.
+    #[arg(long, default_value = "question")]
+    pub(crate) question_field: String,
+    /// Field holding the gold answer (GSM8K's `#### N` is understood).
+    #[arg(long, default_value = "answer")]
+    pub(crate) answer_field: String,
+    /// Field holding the problem id (line number if absent).
+    #[arg(long, default_value = "id")]
+    pub(crate) id_field: String,
+    /// Generate this many synthetic problems instead of reading a dataset.
+    #[arg(long, value_name = "N", conflicts_with = "dataset")]
+    pub(crate) synthetic: Option<usize>,
+    /// Operations per synthetic problem (difficulty).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub(crate) level: u32,
+    /// Seed of the synthetic problem generator (use different seeds for disjoint splits).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) problem_seed: u64,
+}
+
+/// Search settings that can be given as flags (they override the config file).
+#[derive(Debug, Args)]
+pub(crate) struct SearchFlags {
+    /// TOML config file (see the README); flags override it.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Start from a paper's settings.
+    #[arg(long, value_enum)]
+    pub(crate) preset: Option<Preset>,
+    /// The algorithm.
+    #[arg(long, value_enum)]
+    pub(crate) algorithm: Option<AlgorithmArg>,
+    /// Simulations per tree (per move in move-by-move mode).
+    #[arg(long, short = 's')]
+    pub(crate) simulations: Option<u32>,
+    /// Worker threads per tree.
+    #[arg(long, short = 't')]
+    pub(crate) threads: Option<u32>,
+    /// Run seed.
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
+    /// Selection rule.
+    #[arg(long, value_enum)]
+    pub(crate) selection: Option<SelectionArg>,
+    /// Backup rule.
+    #[arg(long, value_enum)]
+    pub(crate) backup: Option<BackupArg>,
+    /// Answer rule (MCTS).
+    #[arg(long, value_enum)]
+    pub(crate) answer_rule: Option<AnswerArg>,
+    /// Virtual loss weight (0 = off).
+    #[arg(long)]
+    pub(crate) virtual_loss: Option<f64>,
+    /// Depth limit.
+    #[arg(long)]
+    pub(crate) max_depth: Option<u32>,
+    /// Wall-clock limit per tree, seconds.
+    #[arg(long)]
+    pub(crate) wall_seconds: Option<f64>,
+    /// Generated-token limit per tree.
+    #[arg(long)]
+    pub(crate) max_tokens: Option<u64>,
+    /// Samples for best-of-N / self-consistency.
+    #[arg(long)]
+    pub(crate) n: Option<u32>,
+    /// Largest batch the batcher forms.
+    #[arg(long)]
+    pub(crate) max_batch: Option<usize>,
+    /// How long a batch waits to fill, milliseconds.
+    #[arg(long)]
+    pub(crate) max_wait_ms: Option<f64>,
+    /// Trees searched at once (sharing one batcher).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub(crate) parallel_trees: u32,
+}
+
+/// `ponder search`.
+#[derive(Debug, Args)]
+pub(crate) struct SearchArgs {
+    /// The question (omit with --dataset or --synthetic).
+    pub(crate) question: Option<String>,
+    /// The gold answer of the question, if known (enables the correctness check).
+    #[arg(long)]
+    pub(crate) gold: Option<String>,
+    #[command(flatten)]
+    pub(crate) problems: ProblemArgs,
+    #[command(flatten)]
+    pub(crate) flags: SearchFlags,
+    /// Write the whole tree as JSON here (single problem).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) dump_tree: Option<PathBuf>,
+    /// Write the tree as Graphviz DOT here (single problem).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) dot: Option<PathBuf>,
+    /// Print one JSON object per problem instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `ponder generate`.
+#[derive(Debug, Args)]
+pub(crate) struct GenerateArgs {
+    #[command(flatten)]
+    pub(crate) problems: ProblemArgs,
+    #[command(flatten)]
+    pub(crate) flags: SearchFlags,
+    /// Output folder (created if missing): pairs.jsonl, prm.jsonl, sft.jsonl, stats.json,
+    /// manifest.json.
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub(crate) out: PathBuf,
+    /// Also write every tree to trees.jsonl.
+    #[arg(long)]
+    pub(crate) dump_trees: bool,
+    /// Replace existing output files.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+/// `ponder bench`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Simulations per second of the tree with a zero-cost evaluator.
+    Tree(BenchTreeArgs),
+}
+
+/// `ponder bench tree`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchTreeArgs {
+    /// Worker threads.
+    #[arg(long, short = 't', default_value_t = 1)]
+    pub(crate) threads: u32,
+    /// Simulations per run.
+    #[arg(long, short = 's', default_value_t = 1_000_000)]
+    pub(crate) simulations: u32,
+    /// Runs; the median is printed.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub(crate) repeat: u32,
+}
+
+/// `ponder check-config`.
+#[derive(Debug, Args)]
+pub(crate) struct CheckConfigArgs {
+    /// The file.
+    pub(crate) file: PathBuf,
+}
+
+/// Algorithms, as flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum AlgorithmArg {
+    /// Monte Carlo tree search.
+    Mcts,
+    /// Greedy decoding.
+    Greedy,
+    /// Best of N samples by the outcome critic.
+    BestOfN,
+    /// Majority answer of N samples.
+    SelfConsistency,
+    /// PRM-guided step-level beam search.
+    Beam,
+}
+
+impl From<AlgorithmArg> for Algorithm {
+    fn from(a: AlgorithmArg) -> Self {
+        match a {
+            AlgorithmArg::Mcts => Algorithm::Mcts,
+            AlgorithmArg::Greedy => Algorithm::Greedy,
+            AlgorithmArg::BestOfN => Algorithm::BestOfN,
+            AlgorithmArg::SelfConsistency => Algorithm::SelfConsistency,
+            AlgorithmArg::Beam => Algorithm::Beam,
+        }
+    }
+}
+
+/// Selection rules, as flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SelectionArg {
+    /// Q/N + c·sqrt(ln N_p / N) (AlphaLLM code).
+    Uct,
+    /// Q/N + c·sqrt(2 ln N_p / N) (AlphaLLM paper).
+    Ucb2,
+    /// Q + c·p·sqrt(N_p)/(1+N) (MCTS-DPO).
+    Puct,
+}
+
+impl From<SelectionArg> for SelectionRule {
+    fn from(a: SelectionArg) -> Self {
+        match a {
+            SelectionArg::Uct => SelectionRule::Uct,
+            SelectionArg::Ucb2 => SelectionRule::Ucb2,
+            SelectionArg::Puct => SelectionRule::Puct,
+        }
+    }
+}
+
+/// Backup rules, as flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BackupArg {
+    /// Mean of leaf scores (AlphaLLM).
+    MeanLeaf,
+    /// Q = r + V (MCTS-DPO).
+    QRPlusV,
+}
+
+impl From<BackupArg> for BackupRule {
+    fn from(a: BackupArg) -> Self {
+        match a {
+            BackupArg::MeanLeaf => BackupRule::MeanLeaf,
+            BackupArg::QRPlusV => BackupRule::QRPlusV,
+        }
+    }
+}
+
+/// Answer rules, as flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum AnswerArg {
+    /// Follow the most visited children.
+    MostVisited,
+    /// Follow the best-Q children.
+    BestQ,
+    /// Best terminal by the outcome critic.
+    OrmRerank,
+    /// Value-weighted vote over terminal answers.
+    WeightedVote,
+}
+
+impl From<AnswerArg> for AnswerRule {
+    fn from(a: AnswerArg) -> Self {
+        match a {
+            AnswerArg::MostVisited => AnswerRule::MostVisited,
+            AnswerArg::BestQ => AnswerRule::BestQ,
+            AnswerArg::OrmRerank => AnswerRule::OrmRerank,
+            AnswerArg::WeightedVote => AnswerRule::WeightedVote,
+        }
+    }
+}

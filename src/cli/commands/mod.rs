@@ -1,0 +1,8 @@
+//! One module per subcommand, plus what they share: resolving the config, loading problems and
+//! running many trees.
+
+pub(crate) mod bench;
+pub(crate) mod check_config;
+pub(crate) mod generate;
+pub(crate) mod run;
+pub(crate) mod search;

@@ -1,0 +1,310 @@
+//! Shared machinery: config resolution, problem loading, running many trees with one batcher and
+//! a progress bar.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ponder::engine::testing::synthetic;
+use ponder::engine::{
+    BatchStats, Batcher, Evaluator, Models, Problem, SearchReport, SearchStats, TreeId, search,
+};
+use serde::Serialize;
+
+use crate::cli::args::{ProblemArgs, SearchFlags};
+use crate::cli::config::FileConfig;
+
+/// An error and all its sources, `: `-separated.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Checks that the synthetic task can read every problem, naming the first it cannot.
+pub(crate) fn check_synthetic(problems: &[Problem]) -> Result<()> {
+    for p in problems {
+        if synthetic::Arithmetic::parse(&p.question).is_none() {
+            bail!(
+                "problem `{}`: the synthetic task (the only one until the LLM policy lands) reads \
+                 questions like 'Start with 7. Add 3. Multiply by 2. What is the result?', got {:?}",
+                p.id,
+                p.question
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Loads the config file (if any) and applies the flags over it.
+pub(crate) fn resolve_config(flags: &SearchFlags) -> Result<FileConfig> {
+    let mut cfg = match &flags.config {
+        Some(p) => FileConfig::load(p, flags.preset)?,
+        None => FileConfig::from_preset(flags.preset.unwrap_or_default()),
+    };
+    let s = &mut cfg.search;
+    if let Some(a) = flags.algorithm {
+        s.algorithm = a.into();
+    }
+    if let Some(v) = flags.simulations {
+        s.budget.simulations = v;
+    }
+    if let Some(v) = flags.threads {
+        s.parallel.threads = v;
+    }
+    if let Some(v) = flags.seed {
+        s.seed = v;
+    }
+    if let Some(v) = flags.selection {
+        s.selection.rule = v.into();
+    }
+    if let Some(v) = flags.backup {
+        s.backup = v.into();
+    }
+    if let Some(v) = flags.answer_rule {
+        s.answer = v.into();
+    }
+    if let Some(v) = flags.virtual_loss {
+        s.parallel.virtual_loss = v;
+    }
+    if let Some(v) = flags.max_depth {
+        s.budget.max_depth = v;
+    }
+    if let Some(v) = flags.wall_seconds {
+        s.budget.wall_seconds = Some(v);
+    }
+    if let Some(v) = flags.max_tokens {
+        s.budget.max_tokens = Some(v);
+    }
+    if let Some(v) = flags.n {
+        s.baseline.n = v;
+    }
+    if let Some(v) = flags.max_batch {
+        cfg.batch.max_batch = v;
+    }
+    if let Some(v) = flags.max_wait_ms {
+        cfg.batch.max_wait_ms = v;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// The models for a resolved config (today: the synthetic test-double world).
+pub(crate) fn models(cfg: &FileConfig) -> Models {
+    synthetic::models(&cfg.synthetic.spec())
+}
+
+/// Turns a dataset's answer into a gold answer: GSM8K's `#### N` keeps what follows the marker.
+fn gold_of(v: &serde_json::Value) -> Option<String> {
+    let s = match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::Null => return None,
+        other => other.to_string(),
+    };
+    let s = match s.rfind("####") {
+        Some(i) => s[i + 4..].trim().to_string(),
+        None => s.trim().to_string(),
+    };
+    Some(s.replace(',', ""))
+}
+
+/// Reads a JSONL dataset; every bad line is an error naming the file and line.
+pub(crate) fn read_dataset(path: &Path, args: &ProblemArgs) -> Result<Vec<Problem>> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening dataset {}", path.display()))?;
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let n = i + 1;
+        let line = line.with_context(|| format!("{}:{n}: reading", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{n}: not valid JSON", path.display()))?;
+        let obj = v
+            .as_object()
+            .with_context(|| format!("{}:{n}: expected a JSON object", path.display()))?;
+        let question = obj
+            .get(&args.question_field)
+            .and_then(|q| q.as_str())
+            .with_context(|| {
+                format!("{}:{n}: missing string field `{}`", path.display(), args.question_field)
+            })?;
+        let id = match obj.get(&args.id_field) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Number(x)) => x.to_string(),
+            _ => format!("line-{n}"),
+        };
+        if !seen.insert(id.clone()) {
+            bail!("{}:{n}: duplicate problem id `{id}`", path.display());
+        }
+        let gold = obj.get(&args.answer_field).and_then(gold_of);
+        out.push(Problem {
+            id,
+            question: question.to_string(),
+            gold,
+        });
+    }
+    if out.is_empty() {
+        bail!("{}: no problems in the dataset", path.display());
+    }
+    Ok(out)
+}
+
+/// The problems named by the arguments.
+pub(crate) fn load_problems(args: &ProblemArgs) -> Result<Option<Vec<Problem>>> {
+    if let Some(path) = &args.dataset {
+        return read_dataset(path, args).map(Some);
+    }
+    if let Some(n) = args.synthetic {
+        if n == 0 {
+            bail!("--synthetic needs at least 1 problem");
+        }
+        return Ok(Some(synthetic::problems(n, args.level, args.problem_seed)));
+    }
+    Ok(None)
+}
+
+/// Totals of a run over many problems.
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct RunSummary {
+    pub(crate) problems: usize,
+    pub(crate) with_gold: usize,
+    pub(crate) correct: usize,
+    pub(crate) failed: usize,
+    pub(crate) stats: SearchStats,
+    pub(crate) wall_seconds: f64,
+    pub(crate) nodes_per_sec: f64,
+    pub(crate) tokens_per_sec: f64,
+    pub(crate) batch: Option<BatchStats>,
+}
+
+impl RunSummary {
+    pub(crate) fn accuracy(&self) -> Option<f64> {
+        (self.with_gold > 0).then(|| self.correct as f64 / self.with_gold as f64)
+    }
+}
+
+/// Searches every problem, `parallel_trees` at a time, sharing one batcher when batching helps.
+/// `on_result` sees results in problem order; an error from it stops the run.
+pub(crate) fn run_problems(
+    cfg: &FileConfig,
+    models: &Models,
+    problems: &[Problem],
+    parallel_trees: u32,
+    quiet: bool,
+    mut on_result: impl FnMut(usize, &Problem, Result<SearchReport, ponder::engine::Error>) -> Result<()>,
+) -> Result<RunSummary> {
+    let start = Instant::now();
+    let bar = if quiet || problems.len() < 2 {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::with_draw_target(Some(problems.len() as u64), ProgressDrawTarget::stderr());
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {msg}",
+            )
+            .expect("static template"),
+        );
+        b.enable_steady_tick(Duration::from_millis(200));
+        b
+    };
+    let use_batcher = cfg.batch.max_batch > 1 && (cfg.search.parallel.threads > 1 || parallel_trees > 1);
+    let mut summary = RunSummary {
+        problems: problems.len(),
+        ..RunSummary::default()
+    };
+    let mut body = |eval: Evaluator<'_>| -> Result<()> {
+        let next = AtomicUsize::new(0);
+        let cancel = AtomicBool::new(false);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let outcome = std::thread::scope(|scope| -> Result<()> {
+            for _ in 0..parallel_trees.min(problems.len() as u32) {
+                let tx = tx.clone();
+                let (next, cancel) = (&next, &cancel);
+                scope.spawn(move || {
+                    loop {
+                        // Relaxed: a work counter and a stop flag.
+                        if cancel.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(p) = problems.get(i) else { break };
+                        let r = search(p.clone(), TreeId(i as u32), &cfg.search, eval);
+                        if tx.send((i, r)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let mut pending = BTreeMap::new();
+            let mut next_out = 0;
+            for (i, r) in rx.iter() {
+                pending.insert(i, r);
+                while let Some(r) = pending.remove(&next_out) {
+                    let p = &problems[next_out];
+                    if p.gold.is_some() {
+                        summary.with_gold += 1;
+                    }
+                    match &r {
+                        Ok(rep) => {
+                            summary.stats += rep.stats;
+                            if rep.answer.as_ref().and_then(|a| a.correct) == Some(true) {
+                                summary.correct += 1;
+                            }
+                        }
+                        Err(e) => {
+                            summary.failed += 1;
+                            tracing::error!(problem = %p.id, "search failed: {}", chain(e));
+                        }
+                    }
+                    if let Err(e) = on_result(next_out, p, r) {
+                        cancel.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                    next_out += 1;
+                    bar.inc(1);
+                    let secs = start.elapsed().as_secs_f64().max(1e-9);
+                    let mut msg = format!("{:.0} nodes/s", summary.stats.nodes as f64 / secs);
+                    if let Some(a) = summary.accuracy() {
+                        msg.push_str(&format!(" acc {:.1}%", 100.0 * a));
+                    }
+                    if let Some(b) = eval.batcher() {
+                        msg.push_str(&format!(" batch fill {:.0}%", 100.0 * b.stats().policy.fill));
+                    }
+                    if summary.failed > 0 {
+                        msg.push_str(&format!(" errors {}", summary.failed));
+                    }
+                    bar.set_message(msg);
+                }
+            }
+            Ok(())
+        });
+        if let Some(b) = eval.batcher() {
+            summary.batch = Some(b.stats());
+        }
+        outcome
+    };
+    if use_batcher {
+        Batcher::run(models, &cfg.batch, |b| body(Evaluator::batched(models, b)))??;
+    } else {
+        body(Evaluator::direct(models))?;
+    }
+    bar.finish_and_clear();
+    summary.wall_seconds = start.elapsed().as_secs_f64();
+    let secs = summary.wall_seconds.max(1e-9);
+    summary.nodes_per_sec = summary.stats.nodes as f64 / secs;
+    summary.tokens_per_sec = summary.stats.tokens as f64 / secs;
+    Ok(summary)
+}

@@ -1,0 +1,215 @@
+//! The TOML config file: a preset, then `[search]`, `[batch]`, `[output]` and `[synthetic]`
+//! tables over it. Unknown keys are errors; every value is validated with its dotted name.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
+use ponder::engine::extract::OutputConfig;
+use ponder::engine::testing::synthetic::SyntheticSpec;
+use ponder::engine::{BatchConfig, SearchConfig};
+use serde::{Deserialize, Serialize};
+
+/// Starting points that reproduce the papers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Preset {
+    /// AlphaLLM eta-MCTS: UCT, progressive widening, mean-of-leaf-scores backup.
+    #[default]
+    Alphallm,
+    /// MCTS-DPO: PUCT with LM priors, full expansion, Q = r + V, move-by-move.
+    MctsDpo,
+}
+
+impl Preset {
+    pub(crate) fn search(self) -> SearchConfig {
+        match self {
+            Preset::Alphallm => SearchConfig::alphallm(),
+            Preset::MctsDpo => SearchConfig::mcts_dpo(),
+        }
+    }
+}
+
+/// Knobs of the synthetic arithmetic world (the test-double task used until the LLM policy
+/// lands).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SyntheticConfig {
+    /// Probability that a sampled step is right.
+    pub(crate) p_correct: f64,
+    /// Probability that the greedy step is right.
+    pub(crate) p_greedy: f64,
+    /// How informative the policy's log-probs are (0..1).
+    pub(crate) prior_quality: f64,
+    /// Critic noise amplitude.
+    pub(crate) critic_noise: f32,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        let s = SyntheticSpec::default();
+        SyntheticConfig {
+            p_correct: s.p_correct,
+            p_greedy: s.p_greedy,
+            prior_quality: s.prior_quality,
+            critic_noise: s.critic_noise,
+        }
+    }
+}
+
+impl SyntheticConfig {
+    pub(crate) fn validate(&self) -> Result<()> {
+        for (f, x) in [
+            ("synthetic.p_correct", self.p_correct),
+            ("synthetic.p_greedy", self.p_greedy),
+            ("synthetic.prior_quality", self.prior_quality),
+            ("synthetic.critic_noise", f64::from(self.critic_noise)),
+        ] {
+            if !(x.is_finite() && (0.0..=1.0).contains(&x)) {
+                bail!("invalid config field `{f}`: must be between 0 and 1, got {x}");
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn spec(&self) -> SyntheticSpec {
+        SyntheticSpec {
+            p_correct: self.p_correct,
+            p_greedy: self.p_greedy,
+            prior_quality: self.prior_quality,
+            critic_noise: self.critic_noise,
+        }
+    }
+}
+
+/// Everything a config file can set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    /// The preset the `[search]` table is applied over.
+    #[serde(default)]
+    pub(crate) preset: Preset,
+    /// Search settings.
+    #[serde(default)]
+    pub(crate) search: SearchConfig,
+    /// Batcher settings.
+    #[serde(default)]
+    pub(crate) batch: BatchConfig,
+    /// Output extraction settings.
+    #[serde(default)]
+    pub(crate) output: OutputConfig,
+    /// The synthetic world.
+    #[serde(default)]
+    pub(crate) synthetic: SyntheticConfig,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig::from_preset(Preset::default())
+    }
+}
+
+/// Overlays `over` onto `base`, table by table.
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+impl FileConfig {
+    pub(crate) fn from_preset(preset: Preset) -> Self {
+        FileConfig {
+            preset,
+            search: preset.search(),
+            batch: BatchConfig::default(),
+            output: OutputConfig::default(),
+            synthetic: SyntheticConfig::default(),
+        }
+    }
+
+    /// Parses TOML text: the preset's values first, the file's tables over them.
+    pub(crate) fn parse(text: &str, preset_override: Option<Preset>) -> Result<Self> {
+        let mut table: toml::Table = toml::from_str(text)?;
+        let preset = match (preset_override, table.remove("preset")) {
+            (Some(p), _) => p,
+            (None, Some(v)) => Preset::deserialize(v).context("invalid config field `preset`")?,
+            (None, None) => Preset::default(),
+        };
+        let mut base = toml::Value::try_from(FileConfig::from_preset(preset))?;
+        merge(&mut base, toml::Value::Table(table));
+        let cfg: FileConfig = base.try_into()?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses a config file.
+    pub(crate) fn load(path: &Path, preset_override: Option<Preset>) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        Self::parse(&text, preset_override).with_context(|| format!("in config {}", path.display()))
+    }
+
+    /// Validates every section.
+    pub(crate) fn validate(&self) -> Result<()> {
+        use ponder::engine::Error;
+        let prefixed = |section: &str, e: Error| match e {
+            Error::Config { field, message } if !field.starts_with(section) => {
+                anyhow::anyhow!("invalid config field `{section}.{field}`: {message}")
+            }
+            other => other.into(),
+        };
+        self.search.validate().map_err(|e| prefixed("search", e))?;
+        self.batch.validate()?;
+        self.output.validate()?;
+        self.synthetic.validate()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preset_then_file() {
+        let c = FileConfig::parse(
+            "preset = \"mcts-dpo\"\n[search.budget]\nsimulations = 7\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.search.budget.simulations, 7);
+        assert!(c.search.move_by_move.enabled, "preset value kept");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let e = FileConfig::parse("[search]\nsimulatoins = 3\n", None).unwrap_err();
+        assert!(format!("{e:#}").contains("simulatoins"), "{e:#}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let c = FileConfig::parse("[search.selection]\nc = -1.0\n", None).unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(format!("{e:#}").contains("`search.selection.c`"), "{e:#}");
+        let c = FileConfig::parse("[synthetic]\np_correct = 2.0\n", None).unwrap();
+        assert!(format!("{:#}", c.validate().unwrap_err()).contains("synthetic.p_correct"));
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let c = FileConfig::default();
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(FileConfig::parse(&text, None).unwrap(), c);
+    }
+}
