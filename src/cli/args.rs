@@ -206,6 +206,12 @@ pub(crate) struct BenchTreeArgs {
     /// Runs; the median is printed.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub(crate) repeat: u32,
+    /// Children per node.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub(crate) width: u32,
+    /// Depth limit; paths end there and later simulations re-back-up their leaves.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub(crate) depth: u32,
 }
 
 /// `ponder check-config`.

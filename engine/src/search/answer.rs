@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Ctx, SearchStats, create_children, select};
+use super::{Ctx, SearchStats, create_children, reserve_more, select};
 use crate::config::{Algorithm, AnswerRule, BackupRule};
 use crate::error::{Error, Result};
 use crate::tree::{NodeId, Tree};
@@ -91,6 +91,9 @@ pub(crate) fn choose(ctx: &Ctx<'_>, start: NodeId, local: &mut SearchStats) -> R
 
 /// Completes a non-terminal path with one greedy to-the-end step.
 fn complete(ctx: &Ctx<'_>, node: NodeId, local: &mut SearchStats) -> Result<Option<NodeId>> {
+    if !reserve_more(ctx.tree, node, 1)? {
+        return Ok(None);
+    }
     let spec = crate::batcher::ExpandSpec {
         node,
         k: 1,

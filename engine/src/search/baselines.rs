@@ -5,7 +5,7 @@
 //! When a baseline ends, each terminal's score is backed up along its path, so visit counts and
 //! mean values exist for the output views (pairs from a best-of-N tree are trajectory-level pairs).
 
-use super::{Ctx, SearchStats, create_children, expand_seed, must_finish};
+use super::{Ctx, SearchStats, create_children, expand_seed, must_finish, reserve_more};
 use crate::batcher::ExpandSpec;
 use crate::error::Result;
 use crate::tree::{NodeId, Tree};
@@ -39,6 +39,7 @@ pub(super) fn greedy(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
         for s in &steps {
             ctx.add_tokens(local, u64::from(s.n_tokens));
         }
+        reserve_more(tree, node, 1)?;
         node = create_children(ctx, node, steps, to_end, local)?
             .pop()
             .expect("k = 1");
@@ -64,6 +65,7 @@ pub(super) fn sample_n(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
     for s in &steps {
         ctx.add_tokens(local, u64::from(s.n_tokens));
     }
+    reserve_more(tree, NodeId::ROOT, steps.len() as u32)?;
     create_children(ctx, NodeId::ROOT, steps, true, local)?;
     local.expansions += 1;
     back_up_terminals(tree);
@@ -116,6 +118,7 @@ pub(super) fn beam(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
                 }
             }
             let to_end = must_finish(tree, ctx.cfg, parent);
+            reserve_more(tree, parent, kept.len() as u32)?;
             let ids = create_children(ctx, parent, kept, to_end, local)?;
             local.expansions += 1;
             open.extend(ids.into_iter().filter(|&c| !tree.data(c).terminal));

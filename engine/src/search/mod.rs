@@ -316,29 +316,61 @@ fn run_phase(ctx: &Ctx<'_>, root: NodeId, sims: u64) -> Result<SearchStats> {
     }
 }
 
-fn take_ticket(ctx: &Ctx<'_>, sims: u64) -> bool {
-    let sh = ctx.shared;
-    if sh.stopped() {
-        return false;
+/// Hands out simulation tickets. Workers take them in chunks (up to 64 when the budget is large)
+/// so the shared counter is not touched by every simulation; the total never exceeds the budget.
+struct Tickets {
+    sims: u64,
+    chunk: u64,
+    left: u64,
+}
+
+impl Tickets {
+    fn new(ctx: &Ctx<'_>, sims: u64) -> Self {
+        let threads = u64::from(ctx.cfg.parallel.threads);
+        let chunk = if ctx.cfg.budget.min_terminals > 0 {
+            1
+        } else {
+            (sims / (threads * 256)).clamp(1, 64)
+        };
+        Tickets {
+            sims,
+            chunk,
+            left: 0,
+        }
     }
-    if ctx.wall_exceeded() {
-        sh.stop(StopReason::WallTime);
-        return false;
+
+    fn take(&mut self, ctx: &Ctx<'_>) -> bool {
+        let sh = ctx.shared;
+        if sh.stopped() {
+            return false;
+        }
+        if ctx.wall_exceeded() {
+            sh.stop(StopReason::WallTime);
+            return false;
+        }
+        if self.left > 0 {
+            self.left -= 1;
+            return true;
+        }
+        // Relaxed: tickets only need to be unique.
+        let t = sh.started.fetch_add(self.chunk, Ordering::Relaxed);
+        if t < self.sims {
+            self.left = (self.sims - t).min(self.chunk) - 1;
+            return true;
+        }
+        let min_t = u64::from(ctx.cfg.budget.min_terminals);
+        // Relaxed: a budget counter. (With min_terminals the chunk is 1.)
+        min_t > 0
+            && t < self.sims.saturating_mul(10)
+            && sh.terminals.load(Ordering::Relaxed) < min_t
     }
-    // Relaxed: tickets only need to be unique.
-    let t = sh.started.fetch_add(1, Ordering::Relaxed);
-    if t < sims {
-        return true;
-    }
-    let min_t = u64::from(ctx.cfg.budget.min_terminals);
-    // Relaxed: a budget counter.
-    min_t > 0 && t < sims.saturating_mul(10) && sh.terminals.load(Ordering::Relaxed) < min_t
 }
 
 fn worker(ctx: &Ctx<'_>, root: NodeId, sims: u64) -> SearchStats {
     let mut local = SearchStats::default();
     let mut path = Vec::with_capacity(64);
-    'tickets: while take_ticket(ctx, sims) {
+    let mut tickets = Tickets::new(ctx, sims);
+    'tickets: while tickets.take(ctx) {
         let mut backoff = 0u32;
         loop {
             match simulate(ctx, root, &mut path, &mut local) {
@@ -391,14 +423,13 @@ fn simulate(
     path.push(root);
     let mut node = root;
     loop {
-        let data = tree.data(node);
-        if data.terminal {
+        if tree.is_terminal(node) {
             let s = tree.eval(node).map_or(0.0, |e| e.score);
             backup(tree, cfg, path, s);
             return Ok(Sim::Done);
         }
         let scan = select::scan(tree, cfg, node);
-        let created = match try_expand(ctx, node, data.depth, scan.importance, local) {
+        let created = match try_expand(ctx, node, tree.depth(node), scan.importance, local) {
             Ok(c) => c,
             Err(Error::TreeFull { .. }) => {
                 abort_path(tree, path);
@@ -465,17 +496,19 @@ fn try_expand(
     match cfg.expansion.mode {
         ExpansionMode::Full => {
             let k = cfg.cap(depth);
-            if !tree.reserve(node, k, k, true) {
+            if tree.reserve(node, k, k, k, true)?.is_none() {
                 return Ok(Vec::new());
             }
             expand_full(ctx, node, k, local)
         }
         ExpansionMode::Progressive => {
             let width = tree.grow_width(node, select::allowance(cfg, depth, importance));
-            let slot = tree.reserved(node);
-            if slot >= width || !tree.reserve(node, 1, width, false) {
+            if tree.reserved(node) >= width {
                 return Ok(Vec::new());
             }
+            let Some(slot) = tree.reserve(node, 1, width, cfg.cap(depth), false)? else {
+                return Ok(Vec::new());
+            };
             match expand_one(ctx, node, slot, local) {
                 Ok(c) => Ok(c),
                 Err(e) => {
@@ -493,7 +526,7 @@ fn expand_seed(tree: &Tree, node: NodeId, slot: u32) -> u64 {
 
 /// Whether the step after `node` must run to the end (depth limit).
 fn must_finish(tree: &Tree, cfg: &SearchConfig, node: NodeId) -> bool {
-    tree.data(node).depth + 1 >= cfg.budget.max_depth
+    tree.depth(node) + 1 >= cfg.budget.max_depth
 }
 
 /// Progressive widening: one new child, resampled while it is too close to a sibling (AlphaLLM's
@@ -609,7 +642,14 @@ fn sibling_distance(tree: &Tree, cfg: &SearchConfig, node: NodeId, text: &str, e
     merge::min_distance(text, siblings.chain(extra.iter().copied()), cap)
 }
 
-/// Allocates, scores and links children of `node` (INV-2: data, then eval, then link).
+/// Reserves `k` more child slots on a node that is not being searched concurrently (baselines,
+/// answer completion); `false` if its block has no room.
+pub(crate) fn reserve_more(tree: &Tree, node: NodeId, k: u32) -> Result<bool> {
+    Ok(tree.reserve(node, k, u32::MAX, k, false)?.is_some())
+}
+
+/// Allocates, scores and links children of `node` (INV-2: data, then eval, then link). The
+/// caller holds a reservation for every step (INV-4).
 pub(crate) fn create_children(
     ctx: &Ctx<'_>,
     node: NodeId,
@@ -620,7 +660,7 @@ pub(crate) fn create_children(
     let tree = &**ctx.tree;
     let cfg = ctx.cfg;
     let task = &ctx.eval.models().task;
-    let depth = tree.data(node).depth + 1;
+    let depth = tree.depth(node) + 1;
     let mut ids = Vec::with_capacity(steps.len());
     for step in steps {
         let path = PathRef::with_extra(tree, node, &step);

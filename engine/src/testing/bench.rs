@@ -93,19 +93,34 @@ pub fn models() -> Models {
     }
 }
 
-/// The search shape `ponder bench tree` measures: UCT, progressive widening with a fixed 4
-/// children per node, depth limit 16, virtual loss 1, no dedup.
-pub fn config(threads: u32, simulations: u32) -> SearchConfig {
+/// The tree shape a bench run grows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Children per node (fixed progressive widening).
+    pub width: u32,
+    /// Depth limit (nodes at this depth are terminal and are re-backed-up when reached).
+    pub depth: u32,
+}
+
+impl Default for Shape {
+    /// 4 children per node, depth 8: the tree saturates at 87,381 nodes, like a large LLM tree
+    /// whose paths end in answers.
+    fn default() -> Self {
+        Shape { width: 4, depth: 8 }
+    }
+}
+
+/// The search `ponder bench tree` measures: UCT, progressive widening with a fixed width, a
+/// depth limit, virtual loss 1, no dedup, zero-cost models.
+pub fn config(threads: u32, simulations: u32, shape: Shape) -> SearchConfig {
     let mut c = SearchConfig::alphallm();
     c.budget.simulations = simulations;
-    c.budget.max_depth = 16;
+    c.budget.max_depth = shape.depth;
     c.budget.max_nodes = simulations.saturating_add(2).max(2);
     c.parallel.threads = threads;
-    c.expansion.widening.importance = Importance::Fixed;
-    c.expansion.widening.c_min_root = 4;
-    c.expansion.widening.c_min = 4;
-    c.expansion.widening.c_max_root = 4;
-    c.expansion.widening.c_max = 4;
+    let w = &mut c.expansion.widening;
+    w.importance = Importance::Fixed;
+    (w.c_min_root, w.c_min, w.c_max_root, w.c_max) = (shape.width, shape.width, shape.width, shape.width);
     c.expansion.merge.dedup = false;
     c
 }
@@ -128,9 +143,9 @@ pub struct BenchResult {
 /// Runs one search of `simulations` on the zero-cost evaluator.
 ///
 /// # Errors
-/// Only if the config is invalid (for instance `threads = 0`).
-pub fn run(threads: u32, simulations: u32) -> Result<BenchResult> {
-    let cfg = config(threads, simulations);
+/// Only if the config is invalid (for instance `threads = 0` or `width = 0`).
+pub fn run(threads: u32, simulations: u32, shape: Shape) -> Result<BenchResult> {
+    let cfg = config(threads, simulations, shape);
     let m = models();
     let start = Instant::now();
     let report = search(Problem::new("bench", "bench"), TreeId(0), &cfg, Evaluator::direct(&m))?;

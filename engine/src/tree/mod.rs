@@ -12,12 +12,15 @@
 //!   its [`Eval`] is set exactly once, after scoring and *before* the node is linked into its
 //!   parent's child list. Linking is a `Release` CAS and readers walk links with `Acquire`, so a
 //!   thread that reaches a node through a link sees its data and evaluation.
-//! - **INV-3 (append-only children).** Children are only ever added (prepended to a singly linked
-//!   sibling list); a link is never removed or changed once published.
-//! - **INV-4 (reservations).** `published children <= reserved slots <= width cap`. A thread that wants
-//!   to add children first reserves slots with a CAS on `reserved`; each reserved slot is either
-//!   turned into a published child or given back. In full-expansion mode all `k` slots are reserved
-//!   by one CAS from 0, so a node is expanded exactly once.
+//! - **INV-3 (append-only children).** A node's children live in a block of `cap` child slots
+//!   (`u32` node ids, contiguous, so a scan issues its loads in parallel), allocated once at the
+//!   node's first reservation. Publishing takes the next position with an atomic add and writes the
+//!   child's id there once; a written slot never changes and children are never removed.
+//! - **INV-4 (reservations).** `published children <= reserved slots <= block cap`. A thread that
+//!   wants to add children first reserves slots with a CAS on `reserved` (which also makes sure the
+//!   child block exists); each reserved slot is either turned into a published child or given back.
+//!   So a publication always finds a free position in the block. In full-expansion mode all `k`
+//!   slots are reserved by one CAS from 0, so a node is expanded exactly once.
 //! - **INV-5 (in-flight accounting).** `in_flight` counts simulations that have passed through a
 //!   node on their way down and have not yet backed up through it. Every increment is matched by
 //!   exactly one decrement, from either the backup or the abort of that simulation; when the search
@@ -111,9 +114,12 @@ pub struct NodeData {
 }
 
 const FROZEN: u8 = 1;
+const TERMINAL: u8 = 2;
 
-/// One arena slot. Fields are atomics so that any worker can update statistics through `&Tree`.
+/// The hot half of an arena slot: the atomics selection and backup touch, packed into one cache
+/// line so scanning a node's children costs one line per child.
 #[derive(Debug)]
+#[repr(align(64))]
 pub(crate) struct Node {
     /// `visits` in the low 32 bits, `in_flight` in the high 32 bits (INV-5, INV-6): one atomic
     /// add both counts the visit and returns the in-flight slot at backup time.
@@ -122,20 +128,20 @@ pub(crate) struct Node {
     value_sum: AtomicI64,
     /// MCTS-DPO's Q as `f64` bits (only maintained by the `q_r_plus_v` backup).
     q: AtomicU64,
-    /// Head of the child list (0 = none; the root is never a child, INV-3).
-    first_child: AtomicU32,
-    /// Next sibling in the parent's child list (0 = none).
-    next_sibling: AtomicU32,
-    /// Published children.
+    /// The child block (INV-3): start index in the slot arena in the low 32 bits (0 = no block
+    /// yet), its number of slots in the high 32 bits; one word so one CAS publishes both.
+    block: AtomicU64,
+    /// Published children (positions taken in the block).
     n_children: AtomicU32,
     /// Reserved child slots (INV-4).
     reserved: AtomicU32,
     /// Current allowance of children (progressive widening; grow-only).
     width: AtomicU32,
-    /// `FROZEN`: widening stopped (the policy kept repeating itself).
+    /// Copy of `NodeData::depth`, so descent never touches the cold half.
+    depth: AtomicU32,
+    /// `FROZEN`: widening stopped (the policy kept repeating itself); `TERMINAL`: copy of
+    /// `NodeData::terminal`.
     flags: AtomicU8,
-    data: OnceLock<NodeData>,
-    eval: OnceLock<Eval>,
 }
 
 impl Node {
@@ -144,14 +150,36 @@ impl Node {
             counts: AtomicU64::new(0),
             value_sum: AtomicI64::new(0),
             q: AtomicU64::new(0),
-            first_child: AtomicU32::new(0),
-            next_sibling: AtomicU32::new(0),
+            block: AtomicU64::new(0),
             n_children: AtomicU32::new(0),
             reserved: AtomicU32::new(0),
             width: AtomicU32::new(0),
+            depth: AtomicU32::new(0),
             flags: AtomicU8::new(0),
-            data: OnceLock::new(),
-            eval: OnceLock::new(),
+        }
+    }
+}
+
+/// The cold half of an arena slot: write-once payloads (INV-2), read when building paths and
+/// outputs, rarely during selection.
+#[derive(Debug, Default)]
+pub(crate) struct Cold {
+    data: OnceLock<NodeData>,
+    eval: OnceLock<Eval>,
+}
+
+/// One arena segment: hot and cold halves side by side.
+#[derive(Debug)]
+struct Segment {
+    hot: Box<[Node]>,
+    cold: Box<[Cold]>,
+}
+
+impl Segment {
+    fn new(len: usize) -> Self {
+        Segment {
+            hot: (0..len).map(|_| Node::new()).collect(),
+            cold: (0..len).map(|_| Cold::default()).collect(),
         }
     }
 }
@@ -168,7 +196,16 @@ const BASE_SHIFT: u32 = 6;
 #[cfg(loom)]
 const BASE_SHIFT: u32 = 1;
 const BASE: u64 = 1 << BASE_SHIFT;
-const SEGMENTS: usize = 32 - BASE_SHIFT as usize;
+const SEGMENTS: usize = 33 - BASE_SHIFT as usize;
+
+/// Child-slot arena segments: segment `i` holds `SLOT_BASE << i` slots. `SLOT_BASE` is at least
+/// the largest block (1024 children, the config's limit), so a block always fits in one segment.
+#[cfg(not(loom))]
+const SLOT_SHIFT: u32 = 10;
+#[cfg(loom)]
+const SLOT_SHIFT: u32 = 3;
+const SLOT_BASE: u64 = 1 << SLOT_SHIFT;
+const SLOT_SEGMENTS: usize = 33 - SLOT_SHIFT as usize;
 
 /// A search tree over one problem. Shared by reference (or `Arc`) among worker threads.
 #[derive(Debug)]
@@ -177,8 +214,12 @@ pub struct Tree {
     problem: Problem,
     prompt: String,
     seed: u64,
-    segments: Box<[OnceLock<Box<[Node]>>]>,
+    segments: Box<[OnceLock<Segment>]>,
     len: AtomicU32,
+    /// Child-slot arena (INV-3): `u32` node ids, 0 = not yet written.
+    slots: Box<[OnceLock<Box<[AtomicU32]>>]>,
+    /// Next free child slot (slot 0 is never handed out: 0 means "no block").
+    slots_len: AtomicU32,
     capacity: u32,
     /// The current search root (moved by MCTS-DPO's move-by-move mode).
     root: AtomicU32,
@@ -216,6 +257,7 @@ impl Tree {
     /// `capacity` bounds the number of nodes (at most `u32::MAX - 1`).
     pub fn new(id: TreeId, problem: Problem, prompt: String, seed: u64, capacity: u32) -> Self {
         let segments = (0..SEGMENTS).map(|_| OnceLock::new()).collect();
+        let slots = (0..SLOT_SEGMENTS).map(|_| OnceLock::new()).collect();
         let tree = Tree {
             id,
             problem,
@@ -223,6 +265,8 @@ impl Tree {
             seed,
             segments,
             len: AtomicU32::new(0),
+            slots,
+            slots_len: AtomicU32::new(1),
             capacity: capacity.clamp(1, u32::MAX - 1),
             root: AtomicU32::new(0),
         };
@@ -231,8 +275,12 @@ impl Tree {
         #[cfg(loom)]
         for (seg, slot) in tree.segments.iter().enumerate() {
             if (BASE << seg) - BASE < u64::from(tree.capacity) {
-                let _ = slot.get_or_init(|| (0..(BASE << seg)).map(|_| Node::new()).collect());
+                let _ = slot.get_or_init(|| Segment::new((BASE << seg) as usize));
             }
+        }
+        #[cfg(loom)]
+        for seg in 0..2 {
+            let _ = tree.slots[seg].get_or_init(|| new_slot_segment(seg));
         }
         let root = tree
             .alloc(NodeData {
@@ -300,11 +348,24 @@ impl Tree {
     }
 
     #[inline]
-    pub(crate) fn node(&self, id: NodeId) -> &Node {
+    fn segment(&self, id: NodeId) -> (&Segment, usize) {
         let (seg, off) = Self::locate(id);
-        &self.segments[seg]
+        let s = self.segments[seg]
             .get()
-            .expect("INV-1: ids handed out point into allocated segments")[off]
+            .expect("INV-1: ids handed out point into allocated segments");
+        (s, off)
+    }
+
+    #[inline]
+    pub(crate) fn node(&self, id: NodeId) -> &Node {
+        let (s, off) = self.segment(id);
+        &s.hot[off]
+    }
+
+    #[inline]
+    fn cold(&self, id: NodeId) -> &Cold {
+        let (s, off) = self.segment(id);
+        &s.cold[off]
     }
 
     /// Allocates a node and writes its data (INV-2). The node is not yet linked anywhere.
@@ -319,9 +380,14 @@ impl Tree {
         }
         let id = NodeId(idx);
         let (seg, off) = Self::locate(id);
-        let segment = self.segments[seg]
-            .get_or_init(|| (0..(BASE << seg)).map(|_| Node::new()).collect());
-        if segment[off].data.set(data).is_err() {
+        let segment = self.segments[seg].get_or_init(|| Segment::new((BASE << seg) as usize));
+        let hot = &segment.hot[off];
+        // Relaxed: published with the node by the Release link (INV-2).
+        hot.depth.store(data.depth, Ordering::Relaxed);
+        if data.terminal {
+            hot.flags.fetch_or(TERMINAL, Ordering::Relaxed);
+        }
+        if segment.cold[off].data.set(data).is_err() {
             unreachable!("INV-2: slot {idx} handed out twice");
         }
         Ok(id)
@@ -330,7 +396,7 @@ impl Tree {
     /// The node's write-once data.
     #[inline]
     pub fn data(&self, id: NodeId) -> &NodeData {
-        self.node(id)
+        self.cold(id)
             .data
             .get()
             .expect("INV-2: a reachable node has its data")
@@ -339,53 +405,126 @@ impl Tree {
     /// The node's evaluation, once scored.
     #[inline]
     pub fn eval(&self, id: NodeId) -> Option<&Eval> {
-        self.node(id).eval.get()
+        self.cold(id).eval.get()
     }
 
     pub(crate) fn set_eval(&self, id: NodeId, eval: Eval) {
-        let node = self.node(id);
         // Relaxed: published together with the eval by the child link's Release (INV-2).
-        node.q
+        self.node(id)
+            .q
             .store(f64::from(eval.reward).to_bits(), Ordering::Relaxed);
-        if node.eval.set(eval).is_err() {
+        if self.cold(id).eval.set(eval).is_err() {
             unreachable!("INV-2: node {} evaluated twice", id.0);
         }
     }
 
-    /// Links an evaluated child into its parent's list (INV-2, INV-3). Several threads may link
-    /// children of the same parent at once; each CAS retries on the new head.
-    pub(crate) fn link(&self, parent: NodeId, child: NodeId) {
-        debug_assert!(self.node(child).eval.get().is_some(), "INV-2: link after eval");
-        let p = self.node(parent);
-        let c = self.node(child);
-        // Acquire: pairs with the Release of the previous link, so the old head's data is visible
-        // before we point at it.
-        let mut head = p.first_child.load(Ordering::Acquire);
-        loop {
-            // Relaxed: the child is not reachable yet; the CAS below publishes this store.
-            c.next_sibling.store(head, Ordering::Relaxed);
-            // Release on success publishes the child's data, eval and `next_sibling` (INV-2).
-            // Acquire on failure: we will link to the new head, so we must see its writes.
-            match p.first_child.compare_exchange_weak(
-                head,
-                child.0,
-                Ordering::Release,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(now) => head = now,
-            }
-        }
-        // Release: a reader that Acquire-loads the count also sees the link it counts.
-        p.n_children.fetch_add(1, Ordering::Release);
+    #[inline]
+    fn locate_slot(idx: u32) -> (usize, usize) {
+        let v = u64::from(idx) + SLOT_BASE;
+        let seg = (63 - v.leading_zeros()) - SLOT_SHIFT;
+        (seg as usize, (v - (SLOT_BASE << seg)) as usize)
     }
 
-    /// Iterates over the published children of `id`, newest first.
+    #[inline]
+    fn slot(&self, idx: u32) -> &AtomicU32 {
+        let (seg, off) = Self::locate_slot(idx);
+        &self.slots[seg]
+            .get()
+            .expect("INV-3: blocks point into allocated slot segments")[off]
+    }
+
+    /// Allocates `cap` contiguous child slots inside one segment.
+    fn alloc_block(&self, cap: u32) -> Result<u32> {
+        debug_assert!(u64::from(cap) <= SLOT_BASE, "INV-3: blocks fit a segment");
+        // Relaxed: the counter only hands out disjoint ranges; the block is published by the
+        // Release CAS on the node's `block` field.
+        let mut cur = self.slots_len.load(Ordering::Relaxed);
+        loop {
+            let (seg, off) = Self::locate_slot(cur);
+            let seg_len = (SLOT_BASE << seg) as usize;
+            // Skip to the next segment when the block would straddle two.
+            let start = if off + cap as usize > seg_len {
+                u64::from(cur) + (seg_len - off) as u64
+            } else {
+                u64::from(cur)
+            };
+            let end = start + u64::from(cap);
+            if end >= u64::from(u32::MAX) {
+                return Err(Error::TreeFull {
+                    capacity: self.capacity,
+                });
+            }
+            match self.slots_len.compare_exchange_weak(
+                cur,
+                end as u32,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    let (seg, _) = Self::locate_slot(start as u32);
+                    self.slots[seg].get_or_init(|| new_slot_segment(seg));
+                    return Ok(start as u32);
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Makes sure `id` has a child block (of `cap` slots if this call creates it) and returns
+    /// `(start, cap)`. Two racing creators both allocate; the CAS loser's block stays unused.
+    fn ensure_block(&self, id: NodeId, cap: u32) -> Result<(u32, u32)> {
+        let n = self.node(id);
+        // Acquire: pairs with the Release CAS below (the block's zeroed slots are visible).
+        let cur = n.block.load(Ordering::Acquire);
+        if cur != 0 {
+            return Ok(unpack_block(cur));
+        }
+        let start = self.alloc_block(cap)?;
+        let packed = u64::from(start) | (u64::from(cap) << 32);
+        // Release publishes the block; Acquire on failure reads the winner's block.
+        match n
+            .block
+            .compare_exchange(0, packed, Ordering::Release, Ordering::Acquire)
+        {
+            Ok(_) => Ok((start, cap)),
+            Err(winner) => Ok(unpack_block(winner)),
+        }
+    }
+
+    /// Publishes an evaluated child in its parent's block (INV-2, INV-3). The caller holds a
+    /// reservation (INV-4), so a free position exists.
+    pub(crate) fn link(&self, parent: NodeId, child: NodeId) {
+        debug_assert!(self.cold(child).eval.get().is_some(), "INV-2: link after eval");
+        let p = self.node(parent);
+        // Acquire: see the block set by `ensure_block` (Release).
+        let (block, cap) = unpack_block(p.block.load(Ordering::Acquire));
+        assert!(block != 0, "INV-4: link without a reservation at node {}", parent.0);
+        // Relaxed: the position only has to be unique; the slot store below publishes.
+        let pos = p.n_children.fetch_add(1, Ordering::Relaxed);
+        assert!(pos < cap, "INV-4: more children than block slots at node {}", parent.0);
+        // Release: publishes the child's data and eval to readers that Acquire the slot (INV-2).
+        self.slot(block + pos).store(child.0, Ordering::Release);
+    }
+
+    /// Iterates over the published children of `id`, oldest first (creation order under one
+    /// thread).
     #[inline]
     pub fn children(&self, id: NodeId) -> Children<'_> {
-        // Acquire: pairs with the Release CAS in `link` (INV-2).
-        let head = self.node(id).first_child.load(Ordering::Acquire);
-        Children { tree: self, next: head }
+        let n = self.node(id);
+        // Acquire: pairs with the Release CAS in `ensure_block`.
+        let (block, _) = unpack_block(n.block.load(Ordering::Acquire));
+        // Relaxed: a position below this count whose slot is still 0 is skipped by the iterator.
+        let len = if block == 0 {
+            0
+        } else {
+            n.n_children.load(Ordering::Relaxed)
+        };
+        Children {
+            tree: self,
+            block,
+            pos: 0,
+            len,
+        }
     }
 
     /// Published children of `id`, in creation order (the order a one-thread search made them).
@@ -395,11 +534,12 @@ impl Tree {
         v
     }
 
-    /// Number of published children.
+    /// Number of published children (positions taken; a child whose slot write is still in
+    /// flight is counted).
     #[inline]
     pub fn child_count(&self, id: NodeId) -> u32 {
-        // Acquire: pairs with the Release increment in `link`.
-        self.node(id).n_children.load(Ordering::Acquire)
+        // Relaxed: a count for heuristics and reports.
+        self.node(id).n_children.load(Ordering::Relaxed)
     }
 
     /// A snapshot of the node's statistics.
@@ -471,20 +611,30 @@ impl Tree {
             .fetch_add((score * FIXED_SCALE).round() as i64, Ordering::Relaxed);
     }
 
-    /// Tries to reserve `k` child slots so that `reserved + k <= cap` (INV-4). With
-    /// `only_if_empty`, succeeds only from zero reservations (full expansion: exactly once).
-    pub(crate) fn reserve(&self, id: NodeId, k: u32, cap: u32, only_if_empty: bool) -> bool {
+    /// Tries to reserve `k` child slots so that `reserved + k <= min(limit, block cap)` (INV-4),
+    /// creating the node's child block of `block_size` slots on first use. With `only_if_empty`,
+    /// succeeds only from zero reservations (full expansion: exactly once). Returns the first
+    /// reserved index.
+    pub(crate) fn reserve(
+        &self,
+        id: NodeId,
+        k: u32,
+        limit: u32,
+        block_size: u32,
+        only_if_empty: bool,
+    ) -> Result<Option<u32>> {
+        let cap = limit.min(self.ensure_block(id, block_size.max(k))?.1);
         let r = &self.node(id).reserved;
         // Relaxed: the reservation counter only arbitrates; the children it leads to are
         // published by `link` (Release).
         let mut cur = r.load(Ordering::Relaxed);
         loop {
             if (only_if_empty && cur != 0) || cur + k > cap {
-                return false;
+                return Ok(None);
             }
-            // AcqRel on success is not needed: nothing is published through `reserved`.
+            // Relaxed: nothing is published through `reserved`.
             match r.compare_exchange_weak(cur, cur + k, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return true,
+                Ok(_) => return Ok(Some(cur)),
                 Err(now) => cur = now,
             }
         }
@@ -499,6 +649,12 @@ impl Tree {
         }
     }
 
+    /// Slots in the node's child block (0 before its first reservation).
+    pub fn block_cap(&self, id: NodeId) -> u32 {
+        // Acquire: pairs with the Release CAS in `ensure_block`.
+        unpack_block(self.node(id).block.load(Ordering::Acquire)).1
+    }
+
     /// Reserved child slots: published children plus expansions in progress (INV-4).
     pub fn reserved(&self, id: NodeId) -> u32 {
         // Relaxed: see `reserve`.
@@ -509,14 +665,33 @@ impl Tree {
     pub(crate) fn grow_width(&self, id: NodeId, w: u32) -> u32 {
         // Relaxed: the width is a heuristic allowance; a stale read lets at most one extra
         // expansion through, which INV-4 still bounds by the cap.
-        let before = self.node(id).width.fetch_max(w, Ordering::Relaxed);
-        before.max(w)
+        let width = &self.node(id).width;
+        let now = width.load(Ordering::Relaxed);
+        if now >= w {
+            // Read-only on the hot path: no write to a shared cache line unless the width grows.
+            return now;
+        }
+        width.fetch_max(w, Ordering::Relaxed).max(w)
     }
 
     /// Stops widening `id` (its policy kept proposing duplicates).
     pub(crate) fn freeze(&self, id: NodeId) {
         // Relaxed: a heuristic flag, like the width.
         self.node(id).flags.fetch_or(FROZEN, Ordering::Relaxed);
+    }
+
+    /// Whether the node is terminal (same as `data(id).terminal`, read from the hot half).
+    #[inline]
+    pub fn is_terminal(&self, id: NodeId) -> bool {
+        // Relaxed: written before the node was published (INV-2).
+        self.node(id).flags.load(Ordering::Relaxed) & TERMINAL != 0
+    }
+
+    /// The node's depth (same as `data(id).depth`, read from the hot half).
+    #[inline]
+    pub fn depth(&self, id: NodeId) -> u32 {
+        // Relaxed: written before the node was published (INV-2).
+        self.node(id).depth.load(Ordering::Relaxed)
     }
 
     /// Whether widening was stopped.
@@ -549,13 +724,13 @@ impl Tree {
     pub fn node_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
         (0..self.len() as u32)
             .map(NodeId)
-            .filter(|&id| self.node(id).data.get().is_some())
+            .filter(|&id| self.cold(id).data.get().is_some())
     }
 
-    /// Bytes used by one arena slot, excluding heap data owned by its step (text, tokens) and
-    /// answer.
+    /// Bytes used by one arena slot (hot and cold halves), excluding heap data owned by its step
+    /// (text, tokens) and answer.
     pub fn bytes_per_node() -> usize {
-        std::mem::size_of::<Node>()
+        std::mem::size_of::<Node>() + std::mem::size_of::<Cold>()
     }
 
     /// Approximate heap bytes: the arena slots allocated so far plus each node's step text, tokens
@@ -565,7 +740,7 @@ impl Tree {
             .segments
             .iter()
             .filter_map(|s| s.get())
-            .map(|s| s.len() * Self::bytes_per_node())
+            .map(|s| s.hot.len() * Self::bytes_per_node())
             .sum();
         let heap: usize = self
             .node_ids()
@@ -580,11 +755,22 @@ impl Tree {
     }
 }
 
+#[inline]
+fn unpack_block(b: u64) -> (u32, u32) {
+    (b as u32, (b >> 32) as u32)
+}
+
+fn new_slot_segment(seg: usize) -> Box<[AtomicU32]> {
+    (0..(SLOT_BASE << seg)).map(|_| AtomicU32::new(0)).collect()
+}
+
 /// Iterator over a node's published children (see [`Tree::children`]).
 #[derive(Debug)]
 pub struct Children<'a> {
     tree: &'a Tree,
-    next: u32,
+    block: u32,
+    pos: u32,
+    len: u32,
 }
 
 impl Iterator for Children<'_> {
@@ -592,13 +778,16 @@ impl Iterator for Children<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<NodeId> {
-        if self.next == 0 {
-            return None;
+        while self.pos < self.len {
+            let i = self.pos;
+            self.pos += 1;
+            // Acquire: pairs with the Release store in `link` (INV-2); 0 = being written.
+            let id = self.tree.slot(self.block + i).load(Ordering::Acquire);
+            if id != 0 {
+                return Some(NodeId(id));
+            }
         }
-        let id = NodeId(self.next);
-        // Acquire: pairs with the Release CAS that published this sibling link (INV-2).
-        self.next = self.tree.node(id).next_sibling.load(Ordering::Acquire);
-        Some(id)
+        None
     }
 }
 
@@ -621,6 +810,7 @@ mod tests {
             })
             .unwrap();
         t.set_eval(id, Eval::default());
+        t.reserve(parent, 1, 8, 8, false).unwrap().unwrap();
         t.link(parent, id);
         id
     }
@@ -637,6 +827,24 @@ mod tests {
         assert_eq!(Tree::locate(NodeId(BASE as u32)), (1, 0));
         let (s, _) = Tree::locate(NodeId(u32::MAX - 1));
         assert!(s < SEGMENTS);
+        let (s, _) = Tree::locate_slot(u32::MAX - 1);
+        assert!(s < SLOT_SEGMENTS);
+    }
+
+    #[test]
+    fn child_blocks_never_straddle_segments() {
+        let t = tree();
+        let mut starts = Vec::new();
+        for cap in [1000u32, 30, 600, 1024, 7] {
+            let start = t.alloc_block(cap).unwrap();
+            let (s0, _) = Tree::locate_slot(start);
+            let (s1, _) = Tree::locate_slot(start + cap - 1);
+            assert_eq!(s0, s1, "block of {cap} at {start} straddles");
+            starts.push((start, cap));
+        }
+        for w in starts.windows(2) {
+            assert!(w[1].0 >= w[0].0 + w[0].1, "blocks overlap: {w:?}");
+        }
     }
 
     #[test]
@@ -646,7 +854,7 @@ mod tests {
         let b = child(&t, NodeId::ROOT, "b");
         let c = child(&t, a, "c");
         assert_eq!(t.children_in_order(NodeId::ROOT), vec![a, b]);
-        assert_eq!(t.children(NodeId::ROOT).collect::<Vec<_>>(), vec![b, a]);
+        assert_eq!(t.children(NodeId::ROOT).collect::<Vec<_>>(), vec![a, b]);
         assert_eq!(t.child_count(NodeId::ROOT), 2);
         assert_eq!(t.path_to(c), vec![NodeId::ROOT, a, c]);
         assert_eq!(t.path_text(c), "ac");
@@ -668,12 +876,17 @@ mod tests {
     #[test]
     fn reservations_respect_cap_and_full_mode() {
         let t = tree();
-        assert!(t.reserve(NodeId::ROOT, 1, 2, false));
-        assert!(t.reserve(NodeId::ROOT, 1, 2, false));
-        assert!(!t.reserve(NodeId::ROOT, 1, 2, false));
+        let r = |k, limit, only| t.reserve(NodeId::ROOT, k, limit, 4, only).unwrap();
+        assert_eq!(r(1, 2, false), Some(0));
+        assert_eq!(r(1, 2, false), Some(1));
+        assert_eq!(r(1, 2, false), None);
         t.unreserve(NodeId::ROOT, 2);
-        assert!(t.reserve(NodeId::ROOT, 3, 3, true));
-        assert!(!t.reserve(NodeId::ROOT, 3, 6, true));
+        assert_eq!(r(3, 3, true), Some(0));
+        assert_eq!(r(3, 6, true), None);
+        // The block holds 4: a limit above it is capped.
+        t.unreserve(NodeId::ROOT, 3);
+        assert_eq!(r(5, 9, false), None);
+        assert_eq!(t.block_cap(NodeId::ROOT), 4);
     }
 
     #[test]
@@ -718,7 +931,7 @@ mod loom_models {
                 .map(|i| {
                     let t = t.clone();
                     loom::thread::spawn(move || {
-                        if t.reserve(NodeId::ROOT, 1, 1, true) {
+                        if t.reserve(NodeId::ROOT, 1, 1, 1, true).unwrap().is_some() {
                             let c = t.alloc(data(NodeId::ROOT, if i == 0 { "a" } else { "b" })).unwrap();
                             t.set_eval(c, Eval { score: 0.5, ..Eval::default() });
                             t.link(NodeId::ROOT, c);
@@ -751,6 +964,7 @@ mod loom_models {
                     loom::thread::spawn(move || {
                         let c = t.alloc(data(NodeId::ROOT, s)).unwrap();
                         t.set_eval(c, Eval::default());
+                        t.reserve(NodeId::ROOT, 1, 2, 2, false).unwrap().unwrap();
                         t.link(NodeId::ROOT, c);
                     })
                 })

@@ -15,11 +15,15 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
 fn tree(a: BenchTreeArgs) -> Result<()> {
     let mut runs = Vec::with_capacity(a.repeat as usize);
     for _ in 0..a.repeat {
-        runs.push(bench::run(a.threads, a.simulations)?);
+        let shape = bench::Shape {
+            width: a.width,
+            depth: a.depth,
+        };
+        runs.push(bench::run(a.threads, a.simulations, shape)?);
     }
     runs.sort_by(|x, y| x.simulations_per_sec.total_cmp(&y.simulations_per_sec));
     let m = runs[runs.len() / 2];
-    tracing::info!(collisions = m.collisions, runs = runs.len(), "bench tree");
+    tracing::debug!(collisions = m.collisions, runs = runs.len(), "bench tree");
     println!(
         "simulations_per_sec={:.0} threads={} nodes={} bytes_per_node={}",
         m.simulations_per_sec, m.threads, m.nodes, m.bytes_per_node
