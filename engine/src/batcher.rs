@@ -50,10 +50,16 @@ impl BatchConfig {
     /// [`Error::Config`] naming the field.
     pub fn validate(&self) -> Result<()> {
         if self.max_batch == 0 || self.max_batch > 65_536 {
-            return Err(Error::config("batch.max_batch", "must be between 1 and 65536"));
+            return Err(Error::config(
+                "batch.max_batch",
+                "must be between 1 and 65536",
+            ));
         }
         if !(self.max_wait_ms.is_finite() && (0.0..=60_000.0).contains(&self.max_wait_ms)) {
-            return Err(Error::config("batch.max_wait_ms", "must be between 0 and 60000"));
+            return Err(Error::config(
+                "batch.max_wait_ms",
+                "must be between 0 and 60000",
+            ));
         }
         Ok(())
     }
@@ -76,7 +82,10 @@ impl std::fmt::Debug for Models {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Models")
             .field("policy", &self.policy.name())
-            .field("rollout", &self.rollout.as_ref().map(|p| p.name().to_string()))
+            .field(
+                "rollout",
+                &self.rollout.as_ref().map(|p| p.name().to_string()),
+            )
             .field("critics", &self.critics)
             .field("task", &self.task.name())
             .finish()
@@ -148,7 +157,11 @@ impl Counters {
             requests: r,
             mean_batch,
             fill: mean_batch / max_batch as f64,
-            mean_wait_ms: if r == 0 { 0.0 } else { w as f64 / r as f64 / 1e6 },
+            mean_wait_ms: if r == 0 {
+                0.0
+            } else {
+                w as f64 / r as f64 / 1e6
+            },
         }
     }
 }
@@ -294,12 +307,8 @@ fn serve_policy(policy: &dyn Policy, rx: Receiver<PolicyJob>, cfg: &BatchConfig,
                 }
             }
             Err(e) => {
-                let msg = error_chain(&e);
                 for job in jobs {
-                    let _ = job.reply.send(Err(Error::Policy {
-                        name: policy.name().into(),
-                        source: msg.clone().into(),
-                    }));
+                    let _ = job.reply.send(Err(replicate(&e)));
                 }
             }
         }
@@ -315,7 +324,11 @@ fn serve_critic(critic: &dyn Critic, rx: Receiver<CriticJob>, cfg: &BatchConfig,
             .sum();
         let paths: Vec<PathRef<'_>> = jobs
             .iter()
-            .flat_map(|j| j.paths.iter().map(|(n, e)| path_ref(&j.tree, *n, e.as_ref())))
+            .flat_map(|j| {
+                j.paths
+                    .iter()
+                    .map(|(n, e)| path_ref(&j.tree, *n, e.as_ref()))
+            })
             .collect();
         c.record(paths.len(), wait);
         let result = call_critic(critic, &paths);
@@ -329,27 +342,47 @@ fn serve_critic(critic: &dyn Critic, rx: Receiver<CriticJob>, cfg: &BatchConfig,
                 }
             }
             Err(e) => {
-                let msg = error_chain(&e);
                 for job in jobs {
-                    let _ = job.reply.send(Err(Error::Critic {
-                        name: critic.name().into(),
-                        source: msg.clone().into(),
-                    }));
+                    let _ = job.reply.send(Err(replicate(&e)));
                 }
             }
         }
     }
 }
 
-fn error_chain(e: &Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
+/// The message of an error's sources, `: `-separated.
+fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut src = e.source();
     while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
+        parts.push(inner.to_string());
         src = inner.source();
     }
-    s
+    parts.join(": ")
+}
+
+/// A copy of a model error for every job of a failed batch (errors are not `Clone`): the same
+/// variant and fields, the boxed source kept as its message chain.
+fn replicate(e: &Error) -> Error {
+    match e {
+        Error::Policy { name, .. } => Error::Policy {
+            name: name.clone(),
+            source: source_chain(e).into(),
+        },
+        Error::Critic { name, .. } => Error::Critic {
+            name: name.clone(),
+            source: source_chain(e).into(),
+        },
+        Error::PolicyContract { name, message } => Error::PolicyContract {
+            name: name.clone(),
+            message: message.clone(),
+        },
+        Error::CriticContract { name, message } => Error::CriticContract {
+            name: name.clone(),
+            message: message.clone(),
+        },
+        other => Error::BatcherClosed(other.to_string()),
+    }
 }
 
 fn expand_request<'a>(tree: &'a Tree, s: &ExpandSpec) -> ExpandRequest<'a> {
@@ -378,14 +411,22 @@ fn call_policy(policy: &dyn Policy, requests: &[ExpandRequest<'_>]) -> Result<Ve
     if out.len() != requests.len() {
         return Err(Error::PolicyContract {
             name: policy.name().into(),
-            message: format!("returned {} answers for {} requests", out.len(), requests.len()),
+            message: format!(
+                "returned {} answers for {} requests",
+                out.len(),
+                requests.len()
+            ),
         });
     }
     for (i, (r, steps)) in requests.iter().zip(&out).enumerate() {
         if steps.len() != r.k as usize {
             return Err(Error::PolicyContract {
                 name: policy.name().into(),
-                message: format!("request {i} asked for {} steps and got {}", r.k, steps.len()),
+                message: format!(
+                    "request {i} asked for {} steps and got {}",
+                    r.k,
+                    steps.len()
+                ),
             });
         }
     }
@@ -456,8 +497,12 @@ impl<'m> Evaluator<'m> {
                 call_policy(&**policy, &requests)
             }
             Some(b) => {
-                let tx = if rollout { b.rollout.as_ref() } else { Some(&b.policy) }
-                    .ok_or_else(|| Error::BatcherClosed(policy.name().into()))?;
+                let tx = if rollout {
+                    b.rollout.as_ref()
+                } else {
+                    Some(&b.policy)
+                }
+                .ok_or_else(|| Error::BatcherClosed(policy.name().into()))?;
                 let (reply, rx) = bounded(1);
                 tx.send(PolicyJob {
                     tree: tree.clone(),

@@ -432,7 +432,10 @@ impl SearchConfig {
             if x.is_finite() && x >= 0.0 {
                 Ok(())
             } else {
-                Err(Error::config(field, format!("must be a finite number >= 0, got {x}")))
+                Err(Error::config(
+                    field,
+                    format!("must be a finite number >= 0, got {x}"),
+                ))
             }
         }
         fn positive(field: &str, x: u32) -> Result<()> {
@@ -448,7 +451,10 @@ impl SearchConfig {
         positive("expansion.k_root", e.k_root)?;
         positive("expansion.k", e.k)?;
         if e.k_root > 1024 || e.k > 1024 {
-            return Err(Error::config("expansion.k", "at most 1024 candidates per node"));
+            return Err(Error::config(
+                "expansion.k",
+                "at most 1024 candidates per node",
+            ));
         }
         let w = &e.widening;
         finite_nonneg("expansion.widening.alpha", w.alpha)?;
@@ -457,7 +463,10 @@ impl SearchConfig {
         if w.c_max_root < w.c_min_root {
             return Err(Error::config(
                 "expansion.widening.c_max_root",
-                format!("must be >= c_min_root ({}), got {}", w.c_min_root, w.c_max_root),
+                format!(
+                    "must be >= c_min_root ({}), got {}",
+                    w.c_min_root, w.c_max_root
+                ),
             ));
         }
         if w.c_max < w.c_min {
@@ -467,7 +476,10 @@ impl SearchConfig {
             ));
         }
         if w.c_max_root > 1024 || w.c_max > 1024 {
-            return Err(Error::config("expansion.widening.c_max", "at most 1024 children per node"));
+            return Err(Error::config(
+                "expansion.widening.c_max",
+                "at most 1024 children per node",
+            ));
         }
         if e.merge.max_resamples > 64 {
             return Err(Error::config("expansion.merge.max_resamples", "at most 64"));
@@ -482,7 +494,10 @@ impl SearchConfig {
             finite_nonneg(f, f64::from(x))?;
         }
         if s.rollouts > 64 {
-            return Err(Error::config("scoring.rollouts", "at most 64 rollouts per node"));
+            return Err(Error::config(
+                "scoring.rollouts",
+                "at most 64 rollouts per node",
+            ));
         }
         let b = &self.budget;
         positive("budget.simulations", b.simulations)?;
@@ -491,12 +506,18 @@ impl SearchConfig {
             return Err(Error::config("budget.max_depth", "at most 10000"));
         }
         if b.max_nodes < 2 || b.max_nodes == u32::MAX {
-            return Err(Error::config("budget.max_nodes", "must be between 2 and 2^32 - 2"));
+            return Err(Error::config(
+                "budget.max_nodes",
+                "must be between 2 and 2^32 - 2",
+            ));
         }
-        if let Some(t) = b.wall_seconds {
-            if !(t.is_finite() && t > 0.0) {
-                return Err(Error::config("budget.wall_seconds", format!("must be > 0, got {t}")));
-            }
+        if let Some(t) = b.wall_seconds
+            && !(t.is_finite() && t > 0.0)
+        {
+            return Err(Error::config(
+                "budget.wall_seconds",
+                format!("must be > 0, got {t}"),
+            ));
         }
         if b.max_tokens == Some(0) {
             return Err(Error::config("budget.max_tokens", "must be at least 1"));
@@ -515,7 +536,10 @@ impl SearchConfig {
         positive("baseline.beam_width", self.baseline.beam_width)?;
         positive("baseline.beam_k", self.baseline.beam_k)?;
         if self.baseline.n > 4096 || self.baseline.beam_width * self.baseline.beam_k > 4096 {
-            return Err(Error::config("baseline", "at most 4096 samples or beam candidates"));
+            return Err(Error::config(
+                "baseline",
+                "at most 4096 samples or beam candidates",
+            ));
         }
         Ok(())
     }
@@ -557,9 +581,19 @@ mod tests {
         assert!(e.contains("expansion.widening.c_max"), "{e}");
         let mut c = SearchConfig::default();
         c.selection.c = f64::NAN;
-        assert!(c.validate().unwrap_err().to_string().contains("selection.c"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("selection.c")
+        );
         let mut c = SearchConfig::default();
         c.parallel.threads = 0;
-        assert!(c.validate().unwrap_err().to_string().contains("parallel.threads"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("parallel.threads")
+        );
     }
 }

@@ -84,7 +84,10 @@ pub(crate) fn normalise_scores(critic: &dyn Critic, n: usize, raw: Vec<f32>) -> 
         .map(|x| {
             range.normalise(x).ok_or_else(|| Error::CriticContract {
                 name: critic.name().into(),
-                message: format!("score {x} outside its declared range [{}, {}]", range.lo, range.hi),
+                message: format!(
+                    "score {x} outside its declared range [{}, {}]",
+                    range.lo, range.hi
+                ),
             })
         })
         .collect()
@@ -150,10 +153,15 @@ impl CriticPanel {
     /// [`Error::Config`] if that slot is already taken or the range is empty.
     pub fn with(mut self, critic: std::sync::Arc<dyn Critic>) -> Result<Self> {
         let r = critic.range();
-        if !(r.hi > r.lo) {
+        if r.hi.partial_cmp(&r.lo) != Some(std::cmp::Ordering::Greater) {
             return Err(Error::config(
                 "critics",
-                format!("critic `{}` declares an empty range [{}, {}]", critic.name(), r.lo, r.hi),
+                format!(
+                    "critic `{}` declares an empty range [{}, {}]",
+                    critic.name(),
+                    r.lo,
+                    r.hi
+                ),
             ));
         }
         let slot = match critic.kind() {
@@ -164,7 +172,12 @@ impl CriticPanel {
         if let Some(old) = slot {
             return Err(Error::config(
                 "critics",
-                format!("two {:?} critics: `{}` and `{}`", critic.kind(), old.name(), critic.name()),
+                format!(
+                    "two {:?} critics: `{}` and `{}`",
+                    critic.kind(),
+                    old.name(),
+                    critic.name()
+                ),
             ));
         }
         *slot = Some(critic);
@@ -182,7 +195,10 @@ impl CriticPanel {
 
     /// Tells every critic a tree is done.
     pub fn release(&self, tree: TreeId) {
-        for c in [&self.value, &self.process, &self.outcome].into_iter().flatten() {
+        for c in [&self.value, &self.process, &self.outcome]
+            .into_iter()
+            .flatten()
+        {
             c.release(tree);
         }
     }
@@ -198,7 +214,9 @@ pub struct FnCritic<F> {
 
 impl<F> std::fmt::Debug for FnCritic<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FnCritic").field("name", &self.name).finish()
+        f.debug_struct("FnCritic")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -261,7 +279,12 @@ mod tests {
     #[test]
     fn panel_rejects_two_critics_of_a_kind() {
         let c = || -> std::sync::Arc<dyn Critic> {
-            std::sync::Arc::new(FnCritic::new("v", CriticKind::Value, ScoreRange::UNIT, |_| 0.5))
+            std::sync::Arc::new(FnCritic::new(
+                "v",
+                CriticKind::Value,
+                ScoreRange::UNIT,
+                |_| 0.5,
+            ))
         };
         let err = CriticPanel::new().with(c()).unwrap().with(c()).unwrap_err();
         assert!(err.to_string().contains("two Value critics"), "{err}");

@@ -105,7 +105,10 @@ impl OutputConfig {
     /// [`Error::Config`] naming the field.
     pub fn validate(&self) -> Result<()> {
         if !(self.pairs.min_q_gap.is_finite() && self.pairs.min_q_gap >= 0.0) {
-            return Err(Error::config("output.pairs.min_q_gap", "must be a finite number >= 0"));
+            return Err(Error::config(
+                "output.pairs.min_q_gap",
+                "must be a finite number >= 0",
+            ));
         }
         if !self.prm.threshold.is_finite() {
             return Err(Error::config("output.prm.threshold", "must be finite"));
@@ -263,7 +266,10 @@ fn pair_parents(report: &SearchReport, scope: PairScope) -> Vec<NodeId> {
             path
         }
         PairScope::Tree => {
-            let mut v: Vec<NodeId> = tree.node_ids().filter(|&n| tree.child_count(n) >= 2).collect();
+            let mut v: Vec<NodeId> = tree
+                .node_ids()
+                .filter(|&n| tree.child_count(n) >= 2)
+                .collect();
             v.sort_by_key(|&n| (tree.data(n).depth, n));
             v
         }
@@ -345,9 +351,10 @@ pub fn pairs(report: &SearchReport, cfg: &SearchConfig, pc: &PairConfig) -> Vec<
 
 /// Per node: (correct terminals, terminals) in its subtree, indexed by node id.
 fn terminal_counts(tree: &Tree) -> Vec<(u32, u32)> {
-    let n = tree.len();
-    let mut acc = vec![(0u32, 0u32); n];
-    for id in (0..n as u32).rev().map(NodeId) {
+    let mut acc = vec![(0u32, 0u32); tree.len()];
+    let ids: Vec<NodeId> = tree.node_ids().collect();
+    // Children have larger ids than their parent: one reverse pass sums subtrees.
+    for &id in ids.iter().rev() {
         let d = tree.data(id);
         if d.terminal {
             let ok = tree.eval(id).and_then(|e| e.correct) == Some(true);
@@ -368,7 +375,11 @@ fn terminal_counts(tree: &Tree) -> Vec<(u32, u32)> {
 pub fn prm_records(report: &SearchReport, cfg: &SearchConfig, pc: &PrmConfig) -> Vec<PrmRecord> {
     let tree = &*report.tree;
     let has_gold = tree.problem().gold.is_some();
-    let counts = if has_gold { terminal_counts(tree) } else { Vec::new() };
+    let counts = if has_gold {
+        terminal_counts(tree)
+    } else {
+        Vec::new()
+    };
     tree.node_ids()
         .filter(|&n| tree.data(n).terminal)
         .take(pc.max_paths_per_tree as usize)
@@ -379,7 +390,11 @@ pub fn prm_records(report: &SearchReport, cfg: &SearchConfig, pc: &PrmConfig) ->
                 .map(|&n| {
                     if has_gold {
                         let (c, t) = counts[n.index()];
-                        if t == 0 { 0.0 } else { f64::from(c) / f64::from(t) }
+                        if t == 0 {
+                            0.0
+                        } else {
+                            f64::from(c) / f64::from(t)
+                        }
                     } else {
                         q_of(tree, cfg, n)
                     }
@@ -389,7 +404,10 @@ pub fn prm_records(report: &SearchReport, cfg: &SearchConfig, pc: &PrmConfig) ->
                 schema_version: SCHEMA_VERSION,
                 problem_id: tree.problem().id.clone(),
                 prompt: tree.prompt().to_string(),
-                completions: path.iter().map(|&n| tree.data(n).step.text.clone()).collect(),
+                completions: path
+                    .iter()
+                    .map(|&n| tree.data(n).step.text.clone())
+                    .collect(),
                 labels: mc_values.iter().map(|&v| v > pc.threshold).collect(),
                 mc_values,
                 label_source: if has_gold { "mc" } else { "q" }.into(),
@@ -408,7 +426,9 @@ pub fn sft(report: &SearchReport) -> Option<SftRecord> {
             .filter(|&n| tree.eval(n).and_then(|e| e.correct) == Some(true))
             .max_by(|&a, &b| {
                 let (sa, sb) = (tree.eval(a).unwrap().score, tree.eval(b).unwrap().score);
-                sa.partial_cmp(&sb).unwrap_or(std::cmp::Ordering::Equal).then(b.cmp(&a))
+                sa.partial_cmp(&sb)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then(b.cmp(&a))
             })?;
         (best, true)
     } else {
@@ -530,7 +550,9 @@ fn dot_escape(s: &str, max: usize) -> String {
     if s.trim().chars().count() > max {
         t.push('…');
     }
-    t.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    t.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The tree in Graphviz DOT: labels show id, visits, Q and the step; correct terminals green,
@@ -553,7 +575,11 @@ pub fn to_dot(report: &SearchReport, cfg: &SearchConfig) -> String {
             None if d.terminal => "gray",
             None => "black",
         };
-        let style = if on_path.contains(&n) { ", penwidth=3" } else { "" };
+        let style = if on_path.contains(&n) {
+            ", penwidth=3"
+        } else {
+            ""
+        };
         let _ = writeln!(
             s,
             "  n{} [label=\"#{} N={} Q={:.3}\\n{}\", color={color}{style}];",
@@ -564,7 +590,17 @@ pub fn to_dot(report: &SearchReport, cfg: &SearchConfig) -> String {
             dot_escape(&d.step.text, 48)
         );
         if d.parent != NodeId::NONE {
-            let _ = writeln!(s, "  n{} -> n{}{};", d.parent.0, n.0, if on_path.contains(&n) { " [penwidth=3]" } else { "" });
+            let _ = writeln!(
+                s,
+                "  n{} -> n{}{};",
+                d.parent.0,
+                n.0,
+                if on_path.contains(&n) {
+                    " [penwidth=3]"
+                } else {
+                    ""
+                }
+            );
         }
     }
     s.push_str("}\n");

@@ -96,14 +96,14 @@ impl StepRule {
     /// Policies call it as tokens arrive; leading blank lines never end a step.
     pub fn cut(&self, text: &str) -> Option<Cut> {
         let content_start = text.len() - text.trim_start().len();
-        if let Some(pat) = self.answer_pattern.as_deref().filter(|p| !p.is_empty()) {
-            if let Some(at) = text[content_start..].find(pat) {
-                let from = content_start + at;
-                return text[from..].find('\n').map(|nl| Cut {
-                    len: from + nl + 1,
-                    finished: true,
-                });
-            }
+        if let Some(pat) = self.answer_pattern.as_deref().filter(|p| !p.is_empty())
+            && let Some(at) = text[content_start..].find(pat)
+        {
+            let from = content_start + at;
+            return text[from..].find('\n').map(|nl| Cut {
+                len: from + nl + 1,
+                finished: true,
+            });
         }
         let body = &text[content_start..];
         let len = match self.boundary {
@@ -146,7 +146,9 @@ pub fn has_formula(text: &str) -> bool {
     }
     let b: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
     b.windows(3).any(|w| {
-        w[0].is_ascii_digit() && matches!(w[1], b'+' | b'-' | b'*' | b'/' | b'x') && w[2].is_ascii_digit()
+        w[0].is_ascii_digit()
+            && matches!(w[1], b'+' | b'-' | b'*' | b'/' | b'x')
+            && w[2].is_ascii_digit()
     })
 }
 
@@ -165,7 +167,13 @@ mod tests {
     fn newline_rule_skips_leading_blank_lines() {
         let r = rule(Boundary::Newline);
         assert_eq!(r.cut("abc"), None);
-        assert_eq!(r.cut("\n\nabc\ndef"), Some(Cut { len: 6, finished: false }));
+        assert_eq!(
+            r.cut("\n\nabc\ndef"),
+            Some(Cut {
+                len: 6,
+                finished: false
+            })
+        );
     }
 
     #[test]
@@ -173,15 +181,33 @@ mod tests {
         let r = rule(Boundary::BlankLineFormula);
         assert_eq!(r.cut("Let us think.\n\nSo"), None);
         let t = "Let us think.\n\nWe get 3 + 4 = 7.\n\nNext";
-        assert_eq!(r.cut(t), Some(Cut { len: 34, finished: false }));
-        assert_eq!(rule(Boundary::BlankLine).cut(t), Some(Cut { len: 15, finished: false }));
+        assert_eq!(
+            r.cut(t),
+            Some(Cut {
+                len: 34,
+                finished: false
+            })
+        );
+        assert_eq!(
+            rule(Boundary::BlankLine).cut(t),
+            Some(Cut {
+                len: 15,
+                finished: false
+            })
+        );
     }
 
     #[test]
     fn answer_pattern_finishes_the_path_at_end_of_line() {
         let r = rule(Boundary::BlankLine);
         assert_eq!(r.cut("So The answer is 4"), None);
-        assert_eq!(r.cut("So The answer is 4.\nmore"), Some(Cut { len: 20, finished: true }));
+        assert_eq!(
+            r.cut("So The answer is 4.\nmore"),
+            Some(Cut {
+                len: 20,
+                finished: true
+            })
+        );
         assert!(r.is_answer("The answer is 4"));
     }
 

@@ -4,7 +4,10 @@
 /// Mixes a value into a seed (the SplitMix64 finaliser): cheap, well distributed, deterministic.
 #[inline]
 pub fn mix(seed: u64, value: u64) -> u64 {
-    let mut z = seed ^ value.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut z = seed
+        ^ value
+            .wrapping_add(0x9E37_79B9_7F4A_7C15)
+            .wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -65,7 +68,10 @@ mod tests {
         for _ in 0..4000 {
             counts[r.below(4) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
         let f = Rng::new(3).next_f64();
         assert!((0.0..1.0).contains(&f));
     }

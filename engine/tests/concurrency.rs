@@ -72,7 +72,8 @@ fn audit(r: &SearchReport, cfg: &SearchConfig, label: &str) {
     let t = &*r.tree;
     let ids: Vec<NodeId> = t.node_ids().collect();
     let n = ids.len();
-    assert_eq!(n, t.len(), "{label}: every allocated slot holds a node");
+    // Slots of children dropped at link time (a concurrent duplicate) hold no node.
+    assert!(n <= t.len(), "{label}: more nodes than slots");
     assert_eq!(r.stats.nodes as usize, n, "{label}: stats.nodes");
     assert_eq!(
         r.stats.terminals as usize,
@@ -103,7 +104,7 @@ fn audit(r: &SearchReport, cfg: &SearchConfig, label: &str) {
 
     let completion = completion_node(r);
     let law = law_of(cfg);
-    let mut linked = vec![0u32; n];
+    let mut linked = vec![0u32; t.len()];
     let mut children_total = 0usize;
     let mut ended_total = 0i64;
     for &id in &ids {
@@ -190,7 +191,11 @@ fn audit(r: &SearchReport, cfg: &SearchConfig, label: &str) {
                 id.0
             );
             assert_ne!(c, NodeId::ROOT, "{label}: the root is nobody's child");
-            assert!(c.index() < n, "{label}: child id {} out of range", c.0);
+            assert!(
+                c.index() < t.len(),
+                "{label}: child id {} out of range",
+                c.0
+            );
             linked[c.index()] += 1;
             let cd = t.data(c);
             assert_eq!(
@@ -203,13 +208,9 @@ fn audit(r: &SearchReport, cfg: &SearchConfig, label: &str) {
             kid_visits += i64::from(t.stats(c).visits);
         }
         children_total += kids.len();
-        // State merge: with dedup on, no two siblings share a text. Checked where the engine can
-        // guarantee it: one thread, or full expansion (all candidates of a node come from one
-        // request). With several threads under progressive widening two concurrent expansions
-        // of one node can both link the same text (see the report); that assertion is left out.
-        if cfg.expansion.merge.dedup
-            && (cfg.parallel.threads == 1 || cfg.expansion.mode == ExpansionMode::Full)
-        {
+        // State merge: with dedup on, no two siblings share a text, however many threads
+        // expanded the node (the link-time check runs under the parent's LINKING flag).
+        if cfg.expansion.merge.dedup {
             let mut texts: Vec<&str> = kids.iter().map(|&c| t.data(c).step.text.as_str()).collect();
             texts.sort_unstable();
             let before = texts.len();
@@ -324,7 +325,7 @@ fn stress(cfg: &SearchConfig, models: &Models, probs: &[Problem], label: &str) -
 fn alphallm_progressive_eight_threads_conserves_visits() {
     let m = models(&SyntheticSpec::default());
     let probs = problems(30, 5, 11);
-    let cfg = alphallm(8, 300);
+    let cfg = alphallm(8, 400);
     stress(&cfg, &m, &probs, "alphallm");
 }
 
@@ -350,7 +351,7 @@ fn alphallm_progressive_narrow_widening_eight_threads() {
 fn mcts_dpo_full_expansion_eight_threads_conserves_visits() {
     let m = models(&SyntheticSpec::default());
     let probs = problems(30, 5, 13);
-    let cfg = mcts_dpo_full(8, 300);
+    let cfg = mcts_dpo_full(8, 400);
     stress(&cfg, &m, &probs, "mcts-dpo-full");
 }
 

@@ -385,18 +385,18 @@ fn node_budget_stops_with_nodes_and_no_error() {
                 for n in t.node_ids() {
                     assert_eq!(t.stats(n).in_flight, 0, "{label} x{threads}");
                 }
-                // Under progressive widening (one node per expansion) every allocated node is
-                // linked and evaluated. Under full expansion an expansion that runs out of room
-                // half-way leaves allocated nodes that are never evaluated nor linked (see the
-                // report); the same assertion for full expansion is left out.
-                if cfg.expansion.mode == ExpansionMode::Progressive {
-                    let linked: u32 = t.node_ids().map(|n| t.stats(n).children).sum();
-                    assert_eq!(linked as usize + 1, t.len(), "{label} x{threads}: orphans");
-                    assert!(
-                        t.node_ids().all(|n| t.eval(n).is_some()),
-                        "{label} x{threads}"
-                    );
-                }
+                // Every listed node is linked and evaluated: an expansion that does not fit is
+                // all-or-nothing, in both expansion modes.
+                let linked: u32 = t.node_ids().map(|n| t.stats(n).children).sum();
+                assert_eq!(
+                    linked as usize + 1,
+                    t.node_ids().count(),
+                    "{label} x{threads}: orphans"
+                );
+                assert!(
+                    t.node_ids().all(|n| t.eval(n).is_some()),
+                    "{label} x{threads}"
+                );
             }
         }
     }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ponder::engine::config::{AnswerRule, Algorithm, BackupRule, SelectionRule};
+use ponder::engine::config::{Algorithm, AnswerRule, BackupRule, SelectionRule};
 
 use super::config::Preset;
 

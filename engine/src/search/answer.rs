@@ -37,7 +37,11 @@ fn terminals(tree: &Tree) -> Vec<NodeId> {
 
 /// Picks the answer by the algorithm's rule (`cfg.answer` for MCTS). Paths that end before a
 /// terminal are completed greedily by the policy, as AlphaLLM does.
-pub(crate) fn choose(ctx: &Ctx<'_>, start: NodeId, local: &mut SearchStats) -> Result<Option<Answer>> {
+pub(crate) fn choose(
+    ctx: &Ctx<'_>,
+    start: NodeId,
+    local: &mut SearchStats,
+) -> Result<Option<Answer>> {
     let tree = &**ctx.tree;
     let cfg = ctx.cfg;
     let rule = match cfg.algorithm {
@@ -109,7 +113,7 @@ fn complete(ctx: &Ctx<'_>, node: NodeId, local: &mut SearchStats) -> Result<Opti
         .expect("contract checked: k = 1");
     local.policy_requests += 1;
     ctx.add_tokens(local, u64::from(step.n_tokens));
-    Ok(create_children(ctx, node, vec![step], true, local)?.pop())
+    Ok(create_children(ctx, node, vec![step], true, false, local)?.pop())
 }
 
 /// The terminal with the best `key`, terminals with an answer first; ties go to the older node.

@@ -34,13 +34,17 @@ pub(super) fn greedy(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
             to_end,
             greedy: true,
         };
-        let steps = ctx.eval.propose(ctx.tree, vec![spec], false)?.pop().expect("one answer");
+        let steps = ctx
+            .eval
+            .propose(ctx.tree, vec![spec], false)?
+            .pop()
+            .expect("one answer");
         local.policy_requests += 1;
         for s in &steps {
             ctx.add_tokens(local, u64::from(s.n_tokens));
         }
         reserve_more(tree, node, 1)?;
-        node = create_children(ctx, node, steps, to_end, local)?
+        node = create_children(ctx, node, steps, to_end, false, local)?
             .pop()
             .expect("k = 1");
         local.expansions += 1;
@@ -60,13 +64,17 @@ pub(super) fn sample_n(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
         to_end: true,
         greedy: false,
     };
-    let steps = ctx.eval.propose(ctx.tree, vec![spec], false)?.pop().expect("one answer");
+    let steps = ctx
+        .eval
+        .propose(ctx.tree, vec![spec], false)?
+        .pop()
+        .expect("one answer");
     local.policy_requests += 1;
     for s in &steps {
         ctx.add_tokens(local, u64::from(s.n_tokens));
     }
     reserve_more(tree, NodeId::ROOT, steps.len() as u32)?;
-    create_children(ctx, NodeId::ROOT, steps, true, local)?;
+    create_children(ctx, NodeId::ROOT, steps, true, false, local)?;
     local.expansions += 1;
     back_up_terminals(tree);
     Ok(())
@@ -119,12 +127,17 @@ pub(super) fn beam(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
             }
             let to_end = must_finish(tree, ctx.cfg, parent);
             reserve_more(tree, parent, kept.len() as u32)?;
-            let ids = create_children(ctx, parent, kept, to_end, local)?;
+            let ids = create_children(ctx, parent, kept, to_end, false, local)?;
             local.expansions += 1;
             open.extend(ids.into_iter().filter(|&c| !tree.data(c).terminal));
         }
-        let mut keyed: Vec<(f32, NodeId)> = open.into_iter().map(|n| (beam_key(ctx, n), n)).collect();
-        keyed.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)));
+        let mut keyed: Vec<(f32, NodeId)> =
+            open.into_iter().map(|n| (beam_key(ctx, n), n)).collect();
+        keyed.sort_by(|a, b| {
+            b.0.partial_cmp(&a.0)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.1.cmp(&b.1))
+        });
         keyed.truncate(b.beam_width as usize);
         beams = keyed.into_iter().map(|(_, n)| n).collect();
         if ctx.shared.stopped() {

@@ -33,7 +33,11 @@ pub fn edit_distance_capped(a: &str, b: &str, cap: u32) -> u32 {
 }
 
 /// The smallest capped distance from `candidate` to any of `others` (`cap` if there are none).
-pub fn min_distance<'a>(candidate: &str, others: impl IntoIterator<Item = &'a str>, cap: u32) -> u32 {
+pub fn min_distance<'a>(
+    candidate: &str,
+    others: impl IntoIterator<Item = &'a str>,
+    cap: u32,
+) -> u32 {
     let cap = cap.max(1);
     let mut best = cap;
     for o in others {

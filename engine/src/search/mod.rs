@@ -20,7 +20,7 @@ mod baselines;
 pub mod merge;
 mod select;
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -153,7 +153,13 @@ pub fn search(
     let task = &eval.models().task;
     let prompt = task.prompt(&problem);
     let seed = tree_seed(cfg.seed, &problem.id);
-    let tree = Arc::new(Tree::new(tree_id, problem, prompt, seed, cfg.budget.max_nodes));
+    let tree = Arc::new(Tree::new(
+        tree_id,
+        problem,
+        prompt,
+        seed,
+        cfg.budget.max_nodes,
+    ));
     let shared = Shared::new(cfg, start);
     let ctx = Ctx {
         tree: &tree,
@@ -180,9 +186,13 @@ pub fn search(
         Algorithm::Beam => baselines::beam(&ctx, &mut local)?,
     }
     let answer = answer::choose(&ctx, *committed.last().expect("root"), &mut local)?;
-    local.nodes = tree.len() as u64;
+    local.nodes = tree.node_ids().count() as u64;
     local.terminals = tree.node_ids().filter(|&n| tree.data(n).terminal).count() as u64;
-    local.max_depth = tree.node_ids().map(|n| tree.data(n).depth).max().unwrap_or(0);
+    local.max_depth = tree
+        .node_ids()
+        .map(|n| tree.data(n).depth)
+        .max()
+        .unwrap_or(0);
     local.wall_ms = start.elapsed().as_secs_f64() * 1e3;
     Ok(SearchReport {
         answer,
@@ -562,7 +572,10 @@ fn expand_one(
         if attempt > 0 {
             local.resamples += 1;
         }
-        let step = out.pop().and_then(|mut v| v.pop()).expect("contract checked: k = 1");
+        let step = out
+            .pop()
+            .and_then(|mut v| v.pop())
+            .expect("contract checked: k = 1");
         ctx.add_tokens(local, u64::from(step.n_tokens));
         let d = sibling_distance(tree, cfg, node, &step.text, &[]);
         let good = d > 0 && (merge.edit_distance == 0 || d >= merge.edit_distance || step.finished);
@@ -582,14 +595,24 @@ fn expand_one(
         tree.unreserve(node, 1);
         return Ok(Vec::new());
     }
-    let ids = create_children(ctx, node, vec![step], to_end, local)?;
-    local.expansions += 1;
+    let ids = create_children(ctx, node, vec![step], to_end, merge.dedup, local)?;
+    if ids.is_empty() {
+        // Another thread linked the same step first: give the slot back.
+        tree.unreserve(node, 1);
+    } else {
+        local.expansions += 1;
+    }
     Ok(ids)
 }
 
 /// Full expansion (MCTS-DPO): `k` candidates in one request; exact duplicates (and, with an
 /// edit-distance threshold, near-duplicates) of an earlier candidate are dropped.
-fn expand_full(ctx: &Ctx<'_>, node: NodeId, k: u32, local: &mut SearchStats) -> Result<Vec<NodeId>> {
+fn expand_full(
+    ctx: &Ctx<'_>,
+    node: NodeId,
+    k: u32,
+    local: &mut SearchStats,
+) -> Result<Vec<NodeId>> {
     let tree = &**ctx.tree;
     let cfg = ctx.cfg;
     let to_end = must_finish(tree, cfg, node);
@@ -624,7 +647,8 @@ fn expand_full(ctx: &Ctx<'_>, node: NodeId, k: u32, local: &mut SearchStats) -> 
         tree.freeze(node);
         return Ok(Vec::new());
     }
-    let ids = create_children(ctx, node, kept, to_end, local)?;
+    // Full expansion happens once per node, so no concurrent sibling can appear: no link check.
+    let ids = create_children(ctx, node, kept, to_end, false, local)?;
     local.expansions += 1;
     Ok(ids)
 }
@@ -632,7 +656,13 @@ fn expand_full(ctx: &Ctx<'_>, node: NodeId, k: u32, local: &mut SearchStats) -> 
 /// The smallest (capped) edit distance from `text` to the published children of `node` and to
 /// `extra` texts. Without an edit-distance threshold only exact equality counts (0 or 1); with
 /// dedup and merge both off, always 1.
-fn sibling_distance(tree: &Tree, cfg: &SearchConfig, node: NodeId, text: &str, extra: &[&str]) -> u32 {
+fn sibling_distance(
+    tree: &Tree,
+    cfg: &SearchConfig,
+    node: NodeId,
+    text: &str,
+    extra: &[&str],
+) -> u32 {
     let m = &cfg.expansion.merge;
     if !m.dedup && m.edit_distance == 0 {
         return 1;
@@ -650,44 +680,56 @@ pub(crate) fn reserve_more(tree: &Tree, node: NodeId, k: u32) -> Result<bool> {
 
 /// Allocates, scores and links children of `node` (INV-2: data, then eval, then link). The
 /// caller holds a reservation for every step (INV-4).
+///
+/// With `dedup`, a child whose step equals a sibling published meanwhile (by another thread) is
+/// dropped at link time; the caller gives back its reservation (returned ids are the linked
+/// children only).
 pub(crate) fn create_children(
     ctx: &Ctx<'_>,
     node: NodeId,
     steps: Vec<Step>,
     to_end: bool,
+    dedup: bool,
     local: &mut SearchStats,
 ) -> Result<Vec<NodeId>> {
     let tree = &**ctx.tree;
     let cfg = ctx.cfg;
     let task = &ctx.eval.models().task;
     let depth = tree.depth(node) + 1;
-    let mut ids = Vec::with_capacity(steps.len());
-    for step in steps {
-        let path = PathRef::with_extra(tree, node, &step);
-        let terminal = to_end || depth >= cfg.budget.max_depth || task.is_terminal(&path);
-        let answer = if terminal {
-            task.extract_answer(&path.text())
-        } else {
-            None
-        };
-        ids.push(tree.alloc(NodeData {
-            parent: node,
-            depth,
-            step,
-            terminal,
-            answer,
-        })?);
-    }
+    let datas: Vec<NodeData> = steps
+        .into_iter()
+        .map(|step| {
+            let path = PathRef::with_extra(tree, node, &step);
+            let terminal = to_end || depth >= cfg.budget.max_depth || task.is_terminal(&path);
+            let answer = if terminal {
+                task.extract_answer(&path.text())
+            } else {
+                None
+            };
+            NodeData {
+                parent: node,
+                depth,
+                step,
+                terminal,
+                answer,
+            }
+        })
+        .collect();
+    let ids = tree.alloc_many(datas)?;
     let evals = evaluate(ctx, node, &ids, local)?;
+    let mut linked = Vec::with_capacity(ids.len());
     for (&id, e) in ids.iter().zip(evals) {
-        tree.set_eval(id, e);
-        if tree.data(id).terminal {
+        if !tree.link_new(node, id, e, dedup) {
+            local.duplicates += 1;
+            continue;
+        }
+        if tree.is_terminal(id) {
             // Relaxed: a budget counter (AlphaLLM's min_terminals).
             ctx.shared.terminals.fetch_add(1, Ordering::Relaxed);
         }
-        tree.link(node, id);
+        linked.push(id);
     }
-    Ok(ids)
+    Ok(linked)
 }
 
 /// Scores the root (value critic on the bare prompt) before the search starts.
@@ -736,7 +778,9 @@ fn evaluate(
         .filter(|&&i| tree.data(i).terminal)
         .map(|&i| (i, None))
         .collect();
-    let orm_terminal = ctx.eval.score(CriticKind::Outcome, ctx.tree, terminal.clone())?;
+    let orm_terminal = ctx
+        .eval
+        .score(CriticKind::Outcome, ctx.tree, terminal.clone())?;
     local.critic_requests += n_critics(&orm_terminal);
     let rollout_orm = rollouts(ctx, ids, local)?;
 
@@ -771,12 +815,16 @@ fn evaluate(
         });
         let mut num = 0.0f32;
         let mut den = 0.0f32;
-        for (w, s) in [(sc.value_weight, v), (sc.prm_weight, p_agg), (sc.orm_weight, o)] {
-            if let Some(s) = s {
-                if w > 0.0 {
-                    num += w * s;
-                    den += w;
-                }
+        for (w, s) in [
+            (sc.value_weight, v),
+            (sc.prm_weight, p_agg),
+            (sc.orm_weight, o),
+        ] {
+            if let Some(s) = s
+                && w > 0.0
+            {
+                num += w * s;
+                den += w;
             }
         }
         let mut score = if den > 0.0 { num / den } else { 0.0 };
@@ -785,18 +833,21 @@ fn evaluate(
             score /= (parent_depth.saturating_sub(3)).max(1) as f32;
         }
         let correct = if d.terminal {
-            problem.gold.as_ref().map(|g| {
-                d.answer
-                    .as_ref()
-                    .is_some_and(|a| task.check(a, g))
-            })
+            problem
+                .gold
+                .as_ref()
+                .map(|g| d.answer.as_ref().is_some_and(|a| task.check(a, g)))
         } else {
             None
         };
-        if let Some(c) = correct {
-            if sc.outcome_reward > 0.0 {
-                score += if c { sc.outcome_reward } else { -sc.outcome_reward };
-            }
+        if let Some(c) = correct
+            && sc.outcome_reward > 0.0
+        {
+            score += if c {
+                sc.outcome_reward
+            } else {
+                -sc.outcome_reward
+            };
         }
         out.push(Eval {
             score,
@@ -823,7 +874,11 @@ fn rollouts(
         return Ok(None);
     }
     let tree = &**ctx.tree;
-    let open: Vec<NodeId> = ids.iter().copied().filter(|&i| !tree.data(i).terminal).collect();
+    let open: Vec<NodeId> = ids
+        .iter()
+        .copied()
+        .filter(|&i| !tree.data(i).terminal)
+        .collect();
     if open.is_empty() {
         return Ok(None);
     }

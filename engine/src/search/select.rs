@@ -68,7 +68,9 @@ pub(crate) fn scan(tree: &Tree, cfg: &SearchConfig, node: NodeId) -> Scan {
         Importance::Fixed
     };
     let own_v = match importance_mode {
-        Importance::Paper => tree.eval(node).map_or(0.0, |e| f64::from(e.value.unwrap_or(e.score))),
+        Importance::Paper => tree
+            .eval(node)
+            .map_or(0.0, |e| f64::from(e.value.unwrap_or(e.score))),
         _ => 0.0,
     };
     let mut paper_i = 0.0f64;

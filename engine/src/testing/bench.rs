@@ -120,7 +120,8 @@ pub fn config(threads: u32, simulations: u32, shape: Shape) -> SearchConfig {
     c.parallel.threads = threads;
     let w = &mut c.expansion.widening;
     w.importance = Importance::Fixed;
-    (w.c_min_root, w.c_min, w.c_max_root, w.c_max) = (shape.width, shape.width, shape.width, shape.width);
+    (w.c_min_root, w.c_min, w.c_max_root, w.c_max) =
+        (shape.width, shape.width, shape.width, shape.width);
     c.expansion.merge.dedup = false;
     c
 }
@@ -148,7 +149,12 @@ pub fn run(threads: u32, simulations: u32, shape: Shape) -> Result<BenchResult> 
     let cfg = config(threads, simulations, shape);
     let m = models();
     let start = Instant::now();
-    let report = search(Problem::new("bench", "bench"), TreeId(0), &cfg, Evaluator::direct(&m))?;
+    let report = search(
+        Problem::new("bench", "bench"),
+        TreeId(0),
+        &cfg,
+        Evaluator::direct(&m),
+    )?;
     let secs = start.elapsed().as_secs_f64();
     Ok(BenchResult {
         simulations_per_sec: report.stats.simulations as f64 / secs,

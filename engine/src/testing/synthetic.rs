@@ -117,7 +117,8 @@ pub fn problems(n: usize, level: u32, seed: u64) -> Vec<Problem> {
                 })
                 .collect();
             let a = Arithmetic { start, ops };
-            Problem::new(format!("syn-L{level}-{seed}-{i}"), a.question()).with_gold(a.answer().to_string())
+            Problem::new(format!("syn-L{level}-{seed}-{i}"), a.question())
+                .with_gold(a.answer().to_string())
         })
         .collect()
 }
@@ -182,7 +183,11 @@ impl Task for SyntheticTask {
 
 /// One parsed step line `x op a = y`.
 fn parse_line(line: &str) -> Option<(i64, char, i64, i64)> {
-    let line = line.split(". The answer").next()?.trim().trim_end_matches('.');
+    let line = line
+        .split(". The answer")
+        .next()?
+        .trim()
+        .trim_end_matches('.');
     let (lhs, y) = line.split_once(" = ")?;
     let mut parts = lhs.split_whitespace();
     let x = parts.next()?.parse().ok()?;
@@ -264,7 +269,11 @@ impl ScriptedPolicy {
                 truth
             } else {
                 let d = 1 + rng.below(9) as i64;
-                if rng.below(2) == 0 { truth + d } else { truth - d }
+                if rng.below(2) == 0 {
+                    truth + d
+                } else {
+                    truth - d
+                }
             };
             let q = self.spec.prior_quality;
             let p_tok = if right { 0.6 + 0.3 * q } else { 0.6 - 0.3 * q };
@@ -306,7 +315,9 @@ impl Policy for ScriptedPolicy {
             .map(|r| {
                 let problem = parse_problem(&r.path)?;
                 let qkey = hash_bytes(0xA11CE, r.path.problem().question.as_bytes());
-                Ok((0..r.k).map(|j| self.sample(&problem, qkey, r, j)).collect())
+                Ok((0..r.k)
+                    .map(|j| self.sample(&problem, qkey, r, j))
+                    .collect())
             })
             .collect()
     }
@@ -362,12 +373,17 @@ impl OracleCritic {
         let steps = path.steps();
         let (_, done, all_ok, last_ok) = replay(&problem, &steps);
         let text = path.text();
-        let u = Rng::new(hash_bytes(self.oracle as u64, text.as_bytes())).next_f64() as f32 * 2.0 - 1.0;
+        let u =
+            Rng::new(hash_bytes(self.oracle as u64, text.as_bytes())).next_f64() as f32 * 2.0 - 1.0;
         let noise = self.spec.critic_noise * u;
         Ok(match self.oracle {
             Oracle::Value => {
                 let left = problem.ops.len().saturating_sub(done) as i32;
-                let p = if all_ok { self.spec.p_correct.powi(left) as f32 } else { 0.0 };
+                let p = if all_ok {
+                    self.spec.p_correct.powi(left) as f32
+                } else {
+                    0.0
+                };
                 (2.0 * p - 1.0 + noise).clamp(-1.0, 1.0)
             }
             Oracle::Process => (if last_ok { 0.8 } else { 0.2 } + noise).clamp(0.0, 1.0),
@@ -441,8 +457,14 @@ mod tests {
     #[test]
     fn task_extracts_and_checks() {
         let t = SyntheticTask;
-        assert_eq!(t.extract_answer("3 + 4 = 7. The answer is 7.\n").as_deref(), Some("7"));
-        assert_eq!(t.extract_answer("The answer is -12.").as_deref(), Some("-12"));
+        assert_eq!(
+            t.extract_answer("3 + 4 = 7. The answer is 7.\n").as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            t.extract_answer("The answer is -12.").as_deref(),
+            Some("-12")
+        );
         assert_eq!(t.extract_answer("no answer"), None);
         assert!(t.check("7", " 7"));
         assert!(!t.check("7", "8"));
@@ -451,7 +473,10 @@ mod tests {
     #[test]
     fn lines_parse() {
         assert_eq!(parse_line("7 + 3 = 10"), Some((7, '+', 3, 10)));
-        assert_eq!(parse_line("10 * 2 = 20. The answer is 20."), Some((10, '*', 2, 20)));
+        assert_eq!(
+            parse_line("10 * 2 = 20. The answer is 20."),
+            Some((10, '*', 2, 20))
+        );
         assert_eq!(parse_line("The answer is 20."), None);
     }
 }

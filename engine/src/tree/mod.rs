@@ -115,6 +115,7 @@ pub struct NodeData {
 
 const FROZEN: u8 = 1;
 const TERMINAL: u8 = 2;
+const LINKING: u8 = 4;
 
 /// The hot half of an arena slot: the atomics selection and backup touch, packed into one cache
 /// line so scanning a node's children costs one line per child.
@@ -327,8 +328,8 @@ impl Tree {
         self.root.store(node.0, Ordering::Relaxed);
     }
 
-    /// Number of allocated nodes. Exact once the search is quiescent; a lower bound on the nodes
-    /// reachable through links while workers run.
+    /// Number of arena slots handed out (an upper bound on [`Tree::node_ids`]'s count: dropped
+    /// children keep their slot).
     pub fn len(&self) -> usize {
         // Relaxed: a count, read for reporting.
         (self.len.load(Ordering::Relaxed).min(self.capacity)) as usize
@@ -368,29 +369,40 @@ impl Tree {
         &s.cold[off]
     }
 
-    /// Allocates a node and writes its data (INV-2). The node is not yet linked anywhere.
+    /// Allocates one node and writes its data (INV-2). The node is not yet linked anywhere.
     pub(crate) fn alloc(&self, data: NodeData) -> Result<NodeId> {
-        // Relaxed: the index only has to be unique; the node's contents are published by the
-        // OnceLock (data) and later by the Release link (INV-2).
-        let idx = self.len.fetch_add(1, Ordering::Relaxed);
-        if idx >= self.capacity {
+        Ok(self.alloc_many(vec![data])?[0])
+    }
+
+    /// Allocates consecutive nodes (siblings stay together in memory) and writes their data
+    /// (INV-2). All or nothing: when the tree is full no slot is written.
+    pub(crate) fn alloc_many(&self, datas: Vec<NodeData>) -> Result<Vec<NodeId>> {
+        let k = u32::try_from(datas.len()).expect("fewer than 2^32 siblings");
+        // Relaxed: the range only has to be unique; the nodes' contents are published by their
+        // OnceLocks (data) and later by the Release link (INV-2).
+        let first = self.len.fetch_add(k, Ordering::Relaxed);
+        if u64::from(first) + u64::from(k) > u64::from(self.capacity) {
             return Err(Error::TreeFull {
                 capacity: self.capacity,
             });
         }
-        let id = NodeId(idx);
-        let (seg, off) = Self::locate(id);
-        let segment = self.segments[seg].get_or_init(|| Segment::new((BASE << seg) as usize));
-        let hot = &segment.hot[off];
-        // Relaxed: published with the node by the Release link (INV-2).
-        hot.depth.store(data.depth, Ordering::Relaxed);
-        if data.terminal {
-            hot.flags.fetch_or(TERMINAL, Ordering::Relaxed);
+        let mut ids = Vec::with_capacity(datas.len());
+        for (i, data) in datas.into_iter().enumerate() {
+            let id = NodeId(first + i as u32);
+            let (seg, off) = Self::locate(id);
+            let segment = self.segments[seg].get_or_init(|| Segment::new((BASE << seg) as usize));
+            let hot = &segment.hot[off];
+            // Relaxed: published with the node by the Release link (INV-2).
+            hot.depth.store(data.depth, Ordering::Relaxed);
+            if data.terminal {
+                hot.flags.fetch_or(TERMINAL, Ordering::Relaxed);
+            }
+            if segment.cold[off].data.set(data).is_err() {
+                unreachable!("INV-2: slot {} handed out twice", id.0);
+            }
+            ids.push(id);
         }
-        if segment.cold[off].data.set(data).is_err() {
-            unreachable!("INV-2: slot {idx} handed out twice");
-        }
-        Ok(id)
+        Ok(ids)
     }
 
     /// The node's write-once data.
@@ -494,16 +506,57 @@ impl Tree {
     /// Publishes an evaluated child in its parent's block (INV-2, INV-3). The caller holds a
     /// reservation (INV-4), so a free position exists.
     pub(crate) fn link(&self, parent: NodeId, child: NodeId) {
-        debug_assert!(self.cold(child).eval.get().is_some(), "INV-2: link after eval");
+        debug_assert!(
+            self.cold(child).eval.get().is_some(),
+            "INV-2: link after eval"
+        );
         let p = self.node(parent);
         // Acquire: see the block set by `ensure_block` (Release).
         let (block, cap) = unpack_block(p.block.load(Ordering::Acquire));
-        assert!(block != 0, "INV-4: link without a reservation at node {}", parent.0);
+        assert!(
+            block != 0,
+            "INV-4: link without a reservation at node {}",
+            parent.0
+        );
         // Relaxed: the position only has to be unique; the slot store below publishes.
         let pos = p.n_children.fetch_add(1, Ordering::Relaxed);
-        assert!(pos < cap, "INV-4: more children than block slots at node {}", parent.0);
+        assert!(
+            pos < cap,
+            "INV-4: more children than block slots at node {}",
+            parent.0
+        );
         // Release: publishes the child's data and eval to readers that Acquire the slot (INV-2).
         self.slot(block + pos).store(child.0, Ordering::Release);
+    }
+
+    /// Sets the child's evaluation and links it (INV-2), unless `dedup` is on and a published
+    /// sibling has the same step text; returns whether it was linked. With `dedup`, the check and
+    /// the link run under the parent's short `LINKING` flag (no model call inside), so two
+    /// threads that generated the same step at once cannot both link it. A rejected child keeps
+    /// no evaluation and stays unreachable (it is not listed by [`Tree::node_ids`]).
+    pub(crate) fn link_new(&self, parent: NodeId, child: NodeId, eval: Eval, dedup: bool) -> bool {
+        if !dedup {
+            self.set_eval(child, eval);
+            self.link(parent, child);
+            return true;
+        }
+        let flags = &self.node(parent).flags;
+        // Acquire: the previous holder's links (Release below) are visible to our check.
+        while flags.fetch_or(LINKING, Ordering::Acquire) & LINKING != 0 {
+            std::hint::spin_loop();
+            std::thread::yield_now();
+        }
+        let text = &self.data(child).step.text;
+        let dup = self
+            .children(parent)
+            .any(|c| &self.data(c).step.text == text);
+        if !dup {
+            self.set_eval(child, eval);
+            self.link(parent, child);
+        }
+        // Release: our link happens-before the next holder's check.
+        flags.fetch_and(!LINKING, Ordering::Release);
+        !dup
     }
 
     /// Iterates over the published children of `id`, oldest first (creation order under one
@@ -586,15 +639,24 @@ impl Tree {
     #[inline]
     pub(crate) fn enter(&self, id: NodeId) {
         // Relaxed: statistics.
-        self.node(id).counts.fetch_add(IN_FLIGHT_ONE, Ordering::Relaxed);
+        self.node(id)
+            .counts
+            .fetch_add(IN_FLIGHT_ONE, Ordering::Relaxed);
     }
 
     /// A simulation that entered `id` gives up without backing up (INV-5).
     #[inline]
     pub(crate) fn abort(&self, id: NodeId) {
         // Relaxed: statistics.
-        let before = self.node(id).counts.fetch_sub(IN_FLIGHT_ONE, Ordering::Relaxed);
-        debug_assert!(before >> 32 > 0, "INV-5: abort without enter at node {}", id.0);
+        let before = self
+            .node(id)
+            .counts
+            .fetch_sub(IN_FLIGHT_ONE, Ordering::Relaxed);
+        debug_assert!(
+            before >> 32 > 0,
+            "INV-5: abort without enter at node {}",
+            id.0
+        );
     }
 
     /// A simulation that entered `id` backs up `score` through it (INV-5, INV-6).
@@ -606,7 +668,11 @@ impl Tree {
         let before = n
             .counts
             .fetch_add(1u64.wrapping_sub(IN_FLIGHT_ONE), Ordering::Relaxed);
-        debug_assert!(before >> 32 > 0, "INV-5: backup without enter at node {}", id.0);
+        debug_assert!(
+            before >> 32 > 0,
+            "INV-5: backup without enter at node {}",
+            id.0
+        );
         n.value_sum
             .fetch_add((score * FIXED_SCALE).round() as i64, Ordering::Relaxed);
     }
@@ -720,11 +786,13 @@ impl Tree {
             .collect()
     }
 
-    /// All allocated node ids (call when quiescent).
+    /// Every node of the tree: allocated and evaluated (call when quiescent). Children a
+    /// search dropped after allocating them (duplicates, a full tree) are not listed.
     pub fn node_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
-        (0..self.len() as u32)
-            .map(NodeId)
-            .filter(|&id| self.cold(id).data.get().is_some())
+        (0..self.len() as u32).map(NodeId).filter(|&id| {
+            let c = self.cold(id);
+            c.data.get().is_some() && c.eval.get().is_some()
+        })
     }
 
     /// Bytes used by one arena slot (hot and cold halves), excluding heap data owned by its step
@@ -926,14 +994,28 @@ mod loom_models {
     #[test]
     fn expansion_is_claimed_once_and_published_safely() {
         loom::model(|| {
-            let t = Arc::new(Tree::new(TreeId(0), Problem::new("p", "q"), String::new(), 0, 16));
+            let t = Arc::new(Tree::new(
+                TreeId(0),
+                Problem::new("p", "q"),
+                String::new(),
+                0,
+                16,
+            ));
             let handles: Vec<_> = (0..2)
                 .map(|i| {
                     let t = t.clone();
                     loom::thread::spawn(move || {
                         if t.reserve(NodeId::ROOT, 1, 1, 1, true).unwrap().is_some() {
-                            let c = t.alloc(data(NodeId::ROOT, if i == 0 { "a" } else { "b" })).unwrap();
-                            t.set_eval(c, Eval { score: 0.5, ..Eval::default() });
+                            let c = t
+                                .alloc(data(NodeId::ROOT, if i == 0 { "a" } else { "b" }))
+                                .unwrap();
+                            t.set_eval(
+                                c,
+                                Eval {
+                                    score: 0.5,
+                                    ..Eval::default()
+                                },
+                            );
                             t.link(NodeId::ROOT, c);
                             1
                         } else {
@@ -956,7 +1038,13 @@ mod loom_models {
     #[test]
     fn concurrent_links_both_survive() {
         loom::model(|| {
-            let t = Arc::new(Tree::new(TreeId(0), Problem::new("p", "q"), String::new(), 0, 16));
+            let t = Arc::new(Tree::new(
+                TreeId(0),
+                Problem::new("p", "q"),
+                String::new(),
+                0,
+                16,
+            ));
             let handles: Vec<_> = ["a", "b"]
                 .into_iter()
                 .map(|s| {
@@ -972,8 +1060,10 @@ mod loom_models {
             for h in handles {
                 h.join().unwrap();
             }
-            let mut texts: Vec<String> =
-                t.children(NodeId::ROOT).map(|c| t.data(c).step.text.clone()).collect();
+            let mut texts: Vec<String> = t
+                .children(NodeId::ROOT)
+                .map(|c| t.data(c).step.text.clone())
+                .collect();
             texts.sort();
             assert_eq!(texts, vec!["a".to_string(), "b".to_string()]);
         });
@@ -983,7 +1073,13 @@ mod loom_models {
     #[test]
     fn counts_are_conserved() {
         loom::model(|| {
-            let t = Arc::new(Tree::new(TreeId(0), Problem::new("p", "q"), String::new(), 0, 4));
+            let t = Arc::new(Tree::new(
+                TreeId(0),
+                Problem::new("p", "q"),
+                String::new(),
+                0,
+                4,
+            ));
             let handles: Vec<_> = (0..2)
                 .map(|i| {
                     let t = t.clone();

@@ -42,14 +42,18 @@ impl Jsonl {
 
     fn write<T: serde::Serialize>(&mut self, v: &T) -> Result<()> {
         serde_json::to_writer(&mut self.w, v)?;
-        self.w.write_all(b"\n").with_context(|| format!("writing {}", self.path.display()))?;
+        self.w
+            .write_all(b"\n")
+            .with_context(|| format!("writing {}", self.path.display()))?;
         self.lines += 1;
         Ok(())
     }
 
     /// Every record of a finished tree reaches the file before the next tree is written.
     fn flush(&mut self) -> Result<()> {
-        self.w.flush().with_context(|| format!("writing {}", self.path.display()))
+        self.w
+            .flush()
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 }
 
@@ -60,7 +64,8 @@ pub(crate) fn run(args: GenerateArgs, quiet: bool) -> Result<()> {
         bail!("nothing to generate from: give --dataset FILE or --synthetic N");
     };
     check_synthetic(&problems)?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let mut pairs = Jsonl::create(&args.out, "pairs.jsonl", args.force)?;
     let mut prm = Jsonl::create(&args.out, "prm.jsonl", args.force)?;
     let mut sft = Jsonl::create(&args.out, "sft.jsonl", args.force)?;
@@ -81,30 +86,40 @@ pub(crate) fn run(args: GenerateArgs, quiet: bool) -> Result<()> {
         "started_unix": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "config": &cfg,
     });
-    std::fs::write(args.out.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)
-        .with_context(|| format!("writing {}", args.out.join("manifest.json").display()))?;
+    std::fs::write(
+        args.out.join("manifest.json"),
+        serde_json::to_vec_pretty(&manifest)?,
+    )
+    .with_context(|| format!("writing {}", args.out.join("manifest.json").display()))?;
 
-    let summary = run_problems(&cfg, &models, &problems, args.flags.parallel_trees, quiet, |_, _, r| {
-        let Ok(rep) = r else { return Ok(()) };
-        let out = extract::extract(&rep, &cfg.search, &cfg.output);
-        for p in &out.pairs {
-            pairs.write(p)?;
-        }
-        for p in &out.prm {
-            prm.write(p)?;
-        }
-        if let Some(s) = &out.sft {
-            sft.write(s)?;
-        }
-        if let Some(t) = trees.as_mut() {
-            t.write(&extract::dump(&rep, &cfg.search))?;
-            t.flush()?;
-        }
-        pairs.flush()?;
-        prm.flush()?;
-        sft.flush()?;
-        Ok(())
-    })?;
+    let summary = run_problems(
+        &cfg,
+        &models,
+        &problems,
+        args.flags.parallel_trees,
+        quiet,
+        |_, _, r| {
+            let Ok(rep) = r else { return Ok(()) };
+            let out = extract::extract(&rep, &cfg.search, &cfg.output);
+            for p in &out.pairs {
+                pairs.write(p)?;
+            }
+            for p in &out.prm {
+                prm.write(p)?;
+            }
+            if let Some(s) = &out.sft {
+                sft.write(s)?;
+            }
+            if let Some(t) = trees.as_mut() {
+                t.write(&extract::dump(&rep, &cfg.search))?;
+                t.flush()?;
+            }
+            pairs.flush()?;
+            prm.flush()?;
+            sft.flush()?;
+            Ok(())
+        },
+    )?;
     let stats = serde_json::json!({
         "schema_version": SCHEMA_VERSION,
         "problems": summary.problems,
@@ -122,8 +137,11 @@ pub(crate) fn run(args: GenerateArgs, quiet: bool) -> Result<()> {
         "search": summary.stats,
         "batch": summary.batch,
     });
-    std::fs::write(args.out.join("stats.json"), serde_json::to_vec_pretty(&stats)?)
-        .with_context(|| format!("writing {}", args.out.join("stats.json").display()))?;
+    std::fs::write(
+        args.out.join("stats.json"),
+        serde_json::to_vec_pretty(&stats)?,
+    )
+    .with_context(|| format!("writing {}", args.out.join("stats.json").display()))?;
     if !quiet {
         eprintln!(
             "wrote {} pairs, {} PRM paths, {} SFT traces for {} problems to {} ({:.2}s, solve rate {})",
@@ -139,7 +157,11 @@ pub(crate) fn run(args: GenerateArgs, quiet: bool) -> Result<()> {
         );
     }
     if summary.failed > 0 {
-        bail!("{} of {} problems failed (see the log); the others were written", summary.failed, summary.problems);
+        bail!(
+            "{} of {} problems failed (see the log); the others were written",
+            summary.failed,
+            summary.problems
+        );
     }
     Ok(())
 }

@@ -120,7 +120,8 @@ fn gold_of(v: &serde_json::Value) -> Option<String> {
 
 /// Reads a JSONL dataset; every bad line is an error naming the file and line.
 pub(crate) fn read_dataset(path: &Path, args: &ProblemArgs) -> Result<Vec<Problem>> {
-    let f = std::fs::File::open(path).with_context(|| format!("opening dataset {}", path.display()))?;
+    let f =
+        std::fs::File::open(path).with_context(|| format!("opening dataset {}", path.display()))?;
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
@@ -138,7 +139,11 @@ pub(crate) fn read_dataset(path: &Path, args: &ProblemArgs) -> Result<Vec<Proble
             .get(&args.question_field)
             .and_then(|q| q.as_str())
             .with_context(|| {
-                format!("{}:{n}: missing string field `{}`", path.display(), args.question_field)
+                format!(
+                    "{}:{n}: missing string field `{}`",
+                    path.display(),
+                    args.question_field
+                )
             })?;
         let id = match obj.get(&args.id_field) {
             Some(serde_json::Value::String(s)) => s.clone(),
@@ -203,13 +208,20 @@ pub(crate) fn run_problems(
     problems: &[Problem],
     parallel_trees: u32,
     quiet: bool,
-    mut on_result: impl FnMut(usize, &Problem, Result<SearchReport, ponder::engine::Error>) -> Result<()>,
+    mut on_result: impl FnMut(
+        usize,
+        &Problem,
+        Result<SearchReport, ponder::engine::Error>,
+    ) -> Result<()>,
 ) -> Result<RunSummary> {
     let start = Instant::now();
     let bar = if quiet || problems.len() < 2 {
         ProgressBar::hidden()
     } else {
-        let b = ProgressBar::with_draw_target(Some(problems.len() as u64), ProgressDrawTarget::stderr());
+        let b = ProgressBar::with_draw_target(
+            Some(problems.len() as u64),
+            ProgressDrawTarget::stderr(),
+        );
         b.set_style(
             ProgressStyle::with_template(
                 "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {msg}",
@@ -219,7 +231,8 @@ pub(crate) fn run_problems(
         b.enable_steady_tick(Duration::from_millis(200));
         b
     };
-    let use_batcher = cfg.batch.max_batch > 1 && (cfg.search.parallel.threads > 1 || parallel_trees > 1);
+    let use_batcher =
+        cfg.batch.max_batch > 1 && (cfg.search.parallel.threads > 1 || parallel_trees > 1);
     let mut summary = RunSummary {
         problems: problems.len(),
         ..RunSummary::default()
@@ -281,7 +294,10 @@ pub(crate) fn run_problems(
                         msg.push_str(&format!(" acc {:.1}%", 100.0 * a));
                     }
                     if let Some(b) = eval.batcher() {
-                        msg.push_str(&format!(" batch fill {:.0}%", 100.0 * b.stats().policy.fill));
+                        msg.push_str(&format!(
+                            " batch fill {:.0}%",
+                            100.0 * b.stats().policy.fill
+                        ));
                     }
                     if summary.failed > 0 {
                         msg.push_str(&format!(" errors {}", summary.failed));

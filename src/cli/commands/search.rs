@@ -19,7 +19,9 @@ pub(crate) fn run(args: SearchArgs, quiet: bool) -> Result<()> {
             vec![p]
         }
         (None, Some(ps)) => ps,
-        (None, None) => bail!("nothing to search: give a question, --dataset FILE or --synthetic N"),
+        (None, None) => {
+            bail!("nothing to search: give a question, --dataset FILE or --synthetic N")
+        }
     };
     check_synthetic(&problems)?;
     let single = problems.len() == 1;
@@ -27,49 +29,58 @@ pub(crate) fn run(args: SearchArgs, quiet: bool) -> Result<()> {
         bail!("--dump-tree and --dot need a single problem");
     }
     let stdout = std::io::stdout();
-    let summary = run_problems(&cfg, &models, &problems, args.flags.parallel_trees, quiet, |_, p, r| {
-        let mut out = stdout.lock();
-        match r {
-            Ok(rep) => {
-                if args.json {
-                    writeln!(out, "{}", serde_json::to_string(&json_line(p, &rep))?)?;
-                } else if single {
-                    print_single(&mut out, p, &rep)?;
-                } else {
-                    let a = rep.answer.as_ref();
-                    writeln!(
-                        out,
-                        "{}\tanswer={}\tgold={}\tcorrect={}\tsimulations={}\tnodes={}\tms={:.1}",
-                        p.id,
-                        a.and_then(|a| a.answer.clone()).unwrap_or_else(|| "-".into()),
-                        p.gold.as_deref().unwrap_or("-"),
-                        a.and_then(|a| a.correct).map_or("-".to_string(), |c| c.to_string()),
-                        rep.stats.simulations,
-                        rep.stats.nodes,
-                        rep.stats.wall_ms
-                    )?;
+    let summary = run_problems(
+        &cfg,
+        &models,
+        &problems,
+        args.flags.parallel_trees,
+        quiet,
+        |_, p, r| {
+            let mut out = stdout.lock();
+            match r {
+                Ok(rep) => {
+                    if args.json {
+                        writeln!(out, "{}", serde_json::to_string(&json_line(p, &rep))?)?;
+                    } else if single {
+                        print_single(&mut out, p, &rep)?;
+                    } else {
+                        let a = rep.answer.as_ref();
+                        writeln!(
+                            out,
+                            "{}\tanswer={}\tgold={}\tcorrect={}\tsimulations={}\tnodes={}\tms={:.1}",
+                            p.id,
+                            a.and_then(|a| a.answer.clone())
+                                .unwrap_or_else(|| "-".into()),
+                            p.gold.as_deref().unwrap_or("-"),
+                            a.and_then(|a| a.correct)
+                                .map_or("-".to_string(), |c| c.to_string()),
+                            rep.stats.simulations,
+                            rep.stats.nodes,
+                            rep.stats.wall_ms
+                        )?;
+                    }
+                    if let Some(path) = &args.dump_tree {
+                        let dump = extract::dump(&rep, &cfg.search);
+                        std::fs::write(path, serde_json::to_vec_pretty(&dump)?)
+                            .with_context(|| format!("writing {}", path.display()))?;
+                    }
+                    if let Some(path) = &args.dot {
+                        std::fs::write(path, extract::to_dot(&rep, &cfg.search))
+                            .with_context(|| format!("writing {}", path.display()))?;
+                    }
                 }
-                if let Some(path) = &args.dump_tree {
-                    let dump = extract::dump(&rep, &cfg.search);
-                    std::fs::write(path, serde_json::to_vec_pretty(&dump)?)
-                        .with_context(|| format!("writing {}", path.display()))?;
-                }
-                if let Some(path) = &args.dot {
-                    std::fs::write(path, extract::to_dot(&rep, &cfg.search))
-                        .with_context(|| format!("writing {}", path.display()))?;
+                Err(e) => {
+                    if args.json {
+                        let v = serde_json::json!({"problem_id": p.id, "error": chain(&e)});
+                        writeln!(out, "{v}")?;
+                    } else {
+                        writeln!(out, "{}\terror: {}", p.id, chain(&e))?;
+                    }
                 }
             }
-            Err(e) => {
-                if args.json {
-                    let v = serde_json::json!({"problem_id": p.id, "error": chain(&e)});
-                    writeln!(out, "{v}")?;
-                } else {
-                    writeln!(out, "{}\terror: {}", p.id, chain(&e))?;
-                }
-            }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     if !single && !args.json {
         let acc = summary
             .accuracy()
@@ -89,7 +100,11 @@ pub(crate) fn run(args: SearchArgs, quiet: bool) -> Result<()> {
         );
     }
     if summary.failed > 0 {
-        bail!("{} of {} problems failed (see the log)", summary.failed, summary.problems);
+        bail!(
+            "{} of {} problems failed (see the log)",
+            summary.failed,
+            summary.problems
+        );
     }
     Ok(())
 }
@@ -114,7 +129,11 @@ fn print_single(out: &mut impl Write, p: &Problem, rep: &SearchReport) -> Result
                 Some(false) => " (wrong)",
                 None => "",
             };
-            writeln!(out, "answer: {}{verdict}", a.answer.as_deref().unwrap_or("(none)"))?;
+            writeln!(
+                out,
+                "answer: {}{verdict}",
+                a.answer.as_deref().unwrap_or("(none)")
+            )?;
             writeln!(out, "solution:")?;
             for line in rep.tree.path_text(a.node).lines() {
                 writeln!(out, "  {line}")?;
