@@ -40,5 +40,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(a) => cli::commands::generate::run(a, quiet),
         Command::Bench(c) => cli::commands::bench::run(c),
         Command::CheckConfig(a) => cli::commands::check_config::run(a),
+        Command::Problems(a) => cli::commands::problems::run(a),
     }
 }

@@ -61,6 +61,23 @@ pub(crate) enum Command {
     Bench(BenchCommand),
     /// Validate a config file and print it fully resolved (preset and defaults applied).
     CheckConfig(CheckConfigArgs),
+    /// Print generated synthetic problems as JSONL (`id`, `question`, `answer`), for datasets
+    /// and disjoint splits (different seeds).
+    Problems(ProblemsArgs),
+}
+
+/// `ponder problems`.
+#[derive(Debug, Args)]
+pub(crate) struct ProblemsArgs {
+    /// How many problems.
+    #[arg(long, short = 'n', default_value_t = 100)]
+    pub(crate) count: usize,
+    /// Operations per problem (difficulty).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub(crate) level: u32,
+    /// Generator seed.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) problem_seed: u64,
 }
 
 /// Where problems come from.

@@ -4,5 +4,6 @@
 pub(crate) mod bench;
 pub(crate) mod check_config;
 pub(crate) mod generate;
+pub(crate) mod problems;
 pub(crate) mod run;
 pub(crate) mod search;

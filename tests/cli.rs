@@ -1,0 +1,362 @@
+//! End-to-end tests of the `ponder` binary on the synthetic task.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ponder(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ponder"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("ponder runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ponder-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn search_answers_one_question() {
+    let o = ponder(&[
+        "search",
+        "Start with 7. Add 3. Multiply by 2. What is the result?",
+        "--gold",
+        "20",
+        "--simulations",
+        "64",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("answer: "), "{out}");
+    assert!(out.contains("gold: 20"), "{out}");
+    assert!(out.contains("simulations=64"), "{out}");
+    assert!(
+        out.contains("The answer is"),
+        "the solution path is printed: {out}"
+    );
+}
+
+#[test]
+fn search_rejects_questions_the_synthetic_task_cannot_read() {
+    let o = ponder(&["search", "If Tom has 3 apples and buys 5 more, how many?"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("synthetic task") && err.contains("Tom has 3 apples"),
+        "{err}"
+    );
+}
+
+#[test]
+fn search_over_a_dataset_prints_a_summary_and_json() {
+    let ds = fixture("synthetic-level3.jsonl");
+    let o = ponder(&[
+        "search",
+        "--dataset",
+        ds.to_str().unwrap(),
+        "-s",
+        "32",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 13, "12 problems and a summary: {out}");
+    assert!(
+        out.lines()
+            .last()
+            .unwrap()
+            .starts_with("problems=12 correct="),
+        "{out}"
+    );
+
+    let o = ponder(&[
+        "search",
+        "--dataset",
+        ds.to_str().unwrap(),
+        "-s",
+        "16",
+        "-q",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for line in stdout(&o).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["problem_id"].as_str().unwrap().starts_with("syn-L3-42-"));
+        assert!(v["stats"]["simulations"].as_u64().unwrap() >= 16);
+    }
+}
+
+#[test]
+fn dataset_field_mapping_and_gsm8k_answers() {
+    let ds = fixture("gsm8k-style.jsonl");
+    let o = ponder(&[
+        "search",
+        "--dataset",
+        ds.to_str().unwrap(),
+        "--id-field",
+        "qid",
+        "-s",
+        "64",
+        "-q",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let golds: Vec<&str> = rows.iter().map(|r| r["gold"].as_str().unwrap()).collect();
+    assert_eq!(golds, ["27", "13", "7"]);
+    assert_eq!(rows[0]["problem_id"], "g1");
+}
+
+#[test]
+fn bad_dataset_lines_name_file_and_line() {
+    let d = temp_dir("bad-dataset");
+    let ds = d.join("bad.jsonl");
+    std::fs::write(
+        &ds,
+        "{\"question\": \"Start with 1. Add 1. What is the result?\", \"answer\": \"2\"}\n{not json\n",
+    )
+    .unwrap();
+    let o = ponder(&["search", "--dataset", ds.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("bad.jsonl:2") && err.contains("not valid JSON"),
+        "{err}"
+    );
+
+    std::fs::write(&ds, "{\"prompt\": \"x\"}\n").unwrap();
+    let err = stderr(&ponder(&["search", "--dataset", ds.to_str().unwrap()]));
+    assert!(
+        err.contains("bad.jsonl:1") && err.contains("`question`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    let d = temp_dir("config");
+    let f = d.join("c.toml");
+    std::fs::write(&f, "[search.budget]\nsimulatoins = 3\n").unwrap();
+    let err = stderr(&ponder(&["check-config", f.to_str().unwrap()]));
+    assert!(err.contains("simulatoins"), "{err}");
+
+    std::fs::write(&f, "[search.expansion.widening]\nc_max = 1\n").unwrap();
+    let err = stderr(&ponder(&["check-config", f.to_str().unwrap()]));
+    assert!(err.contains("`search.expansion.widening.c_max`"), "{err}");
+
+    std::fs::write(
+        &f,
+        "preset = \"mcts-dpo\"\n[search.budget]\nsimulations = 5\n",
+    )
+    .unwrap();
+    let o = ponder(&["check-config", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resolved = stdout(&o);
+    assert!(resolved.contains("simulations = 5"), "{resolved}");
+    assert!(
+        resolved.contains("rule = \"puct\""),
+        "the preset applies: {resolved}"
+    );
+
+    let err = stderr(&ponder(&["search", "--synthetic", "2", "--threads", "0"]));
+    assert!(err.contains("`search.parallel.threads`"), "{err}");
+}
+
+#[test]
+fn generate_writes_every_format_and_never_clobbers() {
+    let d = temp_dir("generate");
+    let out = d.join("out");
+    let args = [
+        "generate",
+        "--synthetic",
+        "16",
+        "--level",
+        "4",
+        "-s",
+        "48",
+        "-t",
+        "4",
+        "--parallel-trees",
+        "2",
+        "--dump-trees",
+        "-q",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = ponder(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let read = |name: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(out.join(name))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let pairs = read("pairs.jsonl");
+    assert!(!pairs.is_empty());
+    for p in &pairs {
+        for f in [
+            "schema_version",
+            "problem_id",
+            "tree_id",
+            "depth",
+            "prompt",
+            "chosen",
+            "rejected",
+            "q_chosen",
+            "q_rejected",
+            "n_chosen",
+            "n_rejected",
+            "label_smoothing",
+            "final_correct",
+            "critics",
+        ] {
+            assert!(p.get(f).is_some(), "pair without `{f}`: {p}");
+        }
+        assert!(p["q_chosen"].as_f64() > p["q_rejected"].as_f64());
+        assert!(p["label_smoothing"].as_f64().unwrap() <= 0.5);
+    }
+    assert!(!read("prm.jsonl").is_empty());
+    assert!(!read("sft.jsonl").is_empty());
+    assert_eq!(read("trees.jsonl").len(), 16);
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(stats["problems"], 16);
+    assert_eq!(stats["pairs"].as_u64().unwrap() as usize, pairs.len());
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["config"]["search"]["budget"]["simulations"], 48);
+
+    // A second run without --force must fail and leave the first run's data alone.
+    let before = std::fs::read(out.join("pairs.jsonl")).unwrap();
+    let o = ponder(&args);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(out.join("pairs.jsonl")).unwrap(), before);
+}
+
+#[test]
+fn generate_is_deterministic_with_one_thread() {
+    let d = temp_dir("determinism");
+    let run = |name: &str| {
+        let out = d.join(name);
+        let o = ponder(&[
+            "generate",
+            "--synthetic",
+            "6",
+            "-s",
+            "40",
+            "--virtual-loss",
+            "0",
+            "-q",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        ["pairs.jsonl", "prm.jsonl", "sft.jsonl"].map(|f| std::fs::read(out.join(f)).unwrap())
+    };
+    assert_eq!(run("a"), run("b"));
+}
+
+#[test]
+fn baselines_run_from_the_cli() {
+    for algo in ["greedy", "best-of-n", "self-consistency", "beam"] {
+        let o = ponder(&["search", "--synthetic", "4", "--algorithm", algo, "-q"]);
+        assert!(o.status.success(), "{algo}: {}", stderr(&o));
+        assert!(stdout(&o).contains("problems=4"), "{algo}: {}", stdout(&o));
+    }
+}
+
+#[test]
+fn tree_dump_and_dot() {
+    let d = temp_dir("dump");
+    let (json, dot) = (d.join("t.json"), d.join("t.dot"));
+    let o = ponder(&[
+        "search",
+        "Start with 3. Add 4. Multiply by 5. What is the result?",
+        "--dump-tree",
+        json.to_str().unwrap(),
+        "--dot",
+        dot.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let nodes = v["nodes"].as_array().unwrap().len();
+    assert!(nodes > 1);
+    let dot = std::fs::read_to_string(&dot).unwrap();
+    assert!(dot.starts_with("digraph"));
+    assert_eq!(dot.matches(" -> ").count(), nodes - 1);
+}
+
+#[test]
+fn bench_tree_prints_one_line() {
+    let o = ponder(&[
+        "bench",
+        "tree",
+        "--threads",
+        "2",
+        "--simulations",
+        "20000",
+        "--repeat",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = stdout(&o);
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields.len(), 4, "{line}");
+    assert!(fields[0].starts_with("simulations_per_sec="));
+    assert!(
+        fields[0]["simulations_per_sec=".len()..]
+            .parse::<f64>()
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(fields[1], "threads=2");
+    assert!(fields[2].starts_with("nodes="));
+    assert!(fields[3].starts_with("bytes_per_node="));
+}
+
+#[test]
+fn help_is_golden() {
+    let mut text = String::new();
+    for cmd in [
+        &["--help"][..],
+        &["search", "--help"],
+        &["generate", "--help"],
+        &["bench", "tree", "--help"],
+    ] {
+        let o = ponder(cmd);
+        assert!(o.status.success());
+        text.push_str(&format!("$ ponder {}\n{}\n", cmd.join(" "), stdout(&o)));
+    }
+    let path = fixture("help.txt");
+    if std::env::var_os("PONDER_BLESS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        golden == text,
+        "`ponder --help` changed; if intended, rerun with PONDER_BLESS=1 and commit fixtures/help.txt"
+    );
+}
