@@ -376,14 +376,29 @@ impl Tickets {
     }
 }
 
+/// A worker's visits and fixed-point value sum at the search root, credited once at the end.
+#[derive(Debug, Default)]
+struct RootTally {
+    visits: u32,
+    value: i64,
+}
+
+impl RootTally {
+    fn add(&mut self, score: f32) {
+        self.visits += 1;
+        self.value += crate::tree::fixed(f64::from(score));
+    }
+}
+
 fn worker(ctx: &Ctx<'_>, root: NodeId, sims: u64) -> SearchStats {
     let mut local = SearchStats::default();
     let mut path = Vec::with_capacity(64);
+    let mut tally = RootTally::default();
     let mut tickets = Tickets::new(ctx, sims);
     'tickets: while tickets.take(ctx) {
         let mut backoff = 0u32;
         loop {
-            match simulate(ctx, root, &mut path, &mut local) {
+            match simulate(ctx, root, &mut path, &mut tally, &mut local) {
                 Ok(Sim::Done) => {
                     local.simulations += 1;
                     break;
@@ -409,6 +424,7 @@ fn worker(ctx: &Ctx<'_>, root: NodeId, sims: u64) -> SearchStats {
             }
         }
     }
+    ctx.tree.credit(root, tally.visits, tally.value);
     local
 }
 
@@ -420,25 +436,32 @@ fn abort_path(tree: &Tree, path: &[NodeId]) {
 
 /// One simulation from `root`. On every exit each node in `path` has been entered once and then
 /// either backed up or aborted (INV-5).
+///
+/// The search root itself is not entered: its visits and value are tallied by the worker and
+/// credited when the phase ends ([`RootTally`]), so no simulation writes the hottest cache line
+/// of the tree; selection at the root derives the root's count from its children.
 fn simulate(
     ctx: &Ctx<'_>,
     root: NodeId,
     path: &mut Vec<NodeId>,
+    tally: &mut RootTally,
     local: &mut SearchStats,
 ) -> Result<Sim> {
     let tree = &**ctx.tree;
     let cfg = ctx.cfg;
     path.clear();
-    tree.enter(root);
-    path.push(root);
     let mut node = root;
+    let done = |path: &[NodeId], tally: &mut RootTally, s: f32| {
+        backup(tree, cfg, path, s);
+        tally.add(s);
+        Ok(Sim::Done)
+    };
     loop {
         if tree.is_terminal(node) {
             let s = tree.eval(node).map_or(0.0, |e| e.score);
-            backup(tree, cfg, path, s);
-            return Ok(Sim::Done);
+            return done(path, tally, s);
         }
-        let scan = select::scan(tree, cfg, node);
+        let scan = select::scan(tree, cfg, node, node == root);
         let created = match try_expand(ctx, node, tree.depth(node), scan.importance, local) {
             Ok(c) => c,
             Err(Error::TreeFull { .. }) => {
@@ -457,8 +480,7 @@ fn simulate(
                 None if is_dead_end(tree, cfg, node) => {
                     local.dead_ends += 1;
                     let s = tree.eval(node).map_or(0.0, |e| e.score);
-                    backup(tree, cfg, path, s);
-                    return Ok(Sim::Done);
+                    return done(path, tally, s);
                 }
                 None => {
                     abort_path(tree, path);
@@ -469,14 +491,15 @@ fn simulate(
             created[0]
         } else {
             // Full expansion: pick among the fresh children by the selection rule.
-            select::scan(tree, cfg, node).best.unwrap_or(created[0])
+            select::scan(tree, cfg, node, node == root)
+                .best
+                .unwrap_or(created[0])
         };
         tree.enter(next);
         path.push(next);
         if !created.is_empty() && !cfg.expansion.descend_to_terminal {
             let s = tree.eval(next).map_or(0.0, |e| e.score);
-            backup(tree, cfg, path, s);
-            return Ok(Sim::Done);
+            return done(path, tally, s);
         }
         node = next;
     }

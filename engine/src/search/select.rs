@@ -43,13 +43,28 @@ pub(crate) fn prior(tree: &Tree, cfg: &SearchConfig, id: NodeId, siblings: u32) 
 }
 
 /// Scans `node`'s children once: the selection rule's best child (with virtual loss) and the
-/// node's importance.
-pub(crate) fn scan(tree: &Tree, cfg: &SearchConfig, node: NodeId) -> Scan {
+/// node's importance. At the search root (`is_root`), whose own counts are only credited when a
+/// phase ends, the parent count is the sum over its children (every simulation through the root
+/// passes through exactly one child).
+pub(crate) fn scan(tree: &Tree, cfg: &SearchConfig, node: NodeId, is_root: bool) -> Scan {
     let vl = cfg.parallel.virtual_loss;
     let loss = cfg.parallel.loss_value;
     let c = cfg.selection.c;
-    let (pn, pf) = tree.counts(node);
-    let parent_n = f64::from(pn) + vl * f64::from(pf);
+    let parent_n = if is_root {
+        let (credited, _) = tree.counts(node);
+        let live: f64 = tree
+            .children(node)
+            .map(|ch| {
+                let (n, f) = tree.counts(ch);
+                f64::from(n) + vl * f64::from(f)
+            })
+            .sum();
+        // After a re-root the credited visits of earlier phases still count.
+        live.max(f64::from(credited))
+    } else {
+        let (pn, pf) = tree.counts(node);
+        f64::from(pn) + vl * f64::from(pf)
+    };
     let rule = cfg.selection.rule;
     let log_term = match rule {
         SelectionRule::Uct => parent_n.max(1.0).ln(),

@@ -28,6 +28,10 @@
 //! - **INV-6 (visits).** `visits` of a node counts the completed simulations whose backed-up path
 //!   went through it, and `value_sum` is the exact fixed-point sum of the leaf scores they backed
 //!   up (integer addition is order-independent, so the sum does not depend on thread timing).
+//!   The search root is the one exception during a search: it is never entered, each worker
+//!   tallies its simulations and credits them when its phase ends, so no simulation writes the
+//!   root's cache line (the most contended one); once the workers are joined INV-6 holds there
+//!   too.
 //!
 //! Statistics (`counts`, `value_sum`, `q`) use `Relaxed` operations: during a search they only
 //! steer selection, which tolerates stale values, and after the workers are joined the join gives
@@ -188,6 +192,12 @@ impl Segment {
 /// Units per 1.0 of score in `value_sum`: 2^24 keeps f32 precision and leaves room for 2^32 visits
 /// of scores up to |8| without overflowing an i64.
 pub(crate) const FIXED_SCALE: f64 = (1u64 << 24) as f64;
+
+/// A score in `value_sum` units.
+#[inline]
+pub(crate) fn fixed(score: f64) -> i64 {
+    (score * FIXED_SCALE).round() as i64
+}
 
 const IN_FLIGHT_ONE: u64 = 1 << 32;
 const VISIT_MASK: u64 = (1 << 32) - 1;
@@ -635,6 +645,15 @@ impl Tree {
         self.node(id).q.store(q.to_bits(), Ordering::Relaxed);
     }
 
+    /// Credits `visits` completed simulations and their fixed-point value sum to the search root,
+    /// whose counts workers tally locally instead of updating them per simulation (INV-6).
+    pub(crate) fn credit(&self, id: NodeId, visits: u32, value_fixed: i64) {
+        let n = self.node(id);
+        // Relaxed: statistics, read after the workers are joined.
+        n.counts.fetch_add(u64::from(visits), Ordering::Relaxed);
+        n.value_sum.fetch_add(value_fixed, Ordering::Relaxed);
+    }
+
     /// A simulation passes down through `id` (INV-5).
     #[inline]
     pub(crate) fn enter(&self, id: NodeId) {
@@ -673,8 +692,7 @@ impl Tree {
             "INV-5: backup without enter at node {}",
             id.0
         );
-        n.value_sum
-            .fetch_add((score * FIXED_SCALE).round() as i64, Ordering::Relaxed);
+        n.value_sum.fetch_add(fixed(score), Ordering::Relaxed);
     }
 
     /// Tries to reserve `k` child slots so that `reserved + k <= min(limit, block cap)` (INV-4),
