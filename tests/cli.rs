@@ -338,6 +338,38 @@ fn bench_tree_prints_one_line() {
 }
 
 #[test]
+fn bench_latency_compares_sequential_and_parallel() {
+    let o = ponder(&[
+        "bench",
+        "latency",
+        "--latency-ms",
+        "1",
+        "--problems",
+        "4",
+        "--simulations",
+        "8",
+        "--threads",
+        "4",
+        "--parallel-trees",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("run=sequential threads=1 parallel_trees=1"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("run=parallel threads=4 parallel_trees=2"),
+        "{out}"
+    );
+    let speedup: f64 = lines[2].strip_prefix("speedup=").unwrap().parse().unwrap();
+    assert!(speedup > 0.0);
+}
+
+#[test]
 fn help_is_golden() {
     let mut text = String::new();
     for cmd in [

@@ -209,6 +209,39 @@ pub(crate) struct GenerateArgs {
 pub(crate) enum BenchCommand {
     /// Simulations per second of the tree with a zero-cost evaluator.
     Tree(BenchTreeArgs),
+    /// Wall time of a synthetic dataset search when every model call sleeps like a server:
+    /// one tree at a time with one thread (how peers step a tree) against many simulations and
+    /// trees in flight through the batcher.
+    Latency(BenchLatencyArgs),
+}
+
+/// `ponder bench latency`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchLatencyArgs {
+    /// Fixed latency of every model call, milliseconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub(crate) latency_ms: f64,
+    /// Extra latency per request in a batch, milliseconds.
+    #[arg(long, default_value_t = 0.1)]
+    pub(crate) per_request_ms: f64,
+    /// Synthetic problems.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) problems: usize,
+    /// Simulations per tree.
+    #[arg(long, short = 's', default_value_t = 32)]
+    pub(crate) simulations: u32,
+    /// Worker threads per tree in the parallel run.
+    #[arg(long, short = 't', default_value_t = 8)]
+    pub(crate) threads: u32,
+    /// Trees at once in the parallel run.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) parallel_trees: u32,
+    /// Largest batch in the parallel run.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) max_batch: usize,
+    /// Batch deadline in the parallel run, milliseconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) max_wait_ms: f64,
 }
 
 /// `ponder bench tree`.
