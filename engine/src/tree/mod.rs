@@ -976,6 +976,26 @@ mod tests {
     }
 
     #[test]
+    fn hot_half_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Node>(), 64);
+        assert_eq!(std::mem::align_of::<Node>(), 64);
+        assert_eq!(Tree::bytes_per_node(), 64 + std::mem::size_of::<Cold>());
+        // A tree of 1000 nodes with empty steps stays within its slots plus segment rounding.
+        let t = tree();
+        for _ in 0..999 {
+            t.alloc(NodeData {
+                parent: NodeId::ROOT,
+                depth: 1,
+                step: Step::default(),
+                terminal: false,
+                answer: None,
+            })
+            .unwrap();
+        }
+        assert!(t.approx_bytes() <= 2 * 1024 * Tree::bytes_per_node());
+    }
+
+    #[test]
     fn capacity_is_an_error_not_a_panic() {
         let t = Tree::new(TreeId(0), Problem::new("p", "q"), "q".into(), 1, 2);
         let d = || NodeData {
