@@ -288,6 +288,42 @@ fn baselines_run_from_the_cli() {
 }
 
 #[test]
+fn every_enum_flag_value_parses() {
+    for (flag, value) in [
+        ("--backup", "q-r-plus-v"),
+        ("--backup", "mean-leaf"),
+        ("--selection", "ucb2"),
+        ("--answer-rule", "weighted-vote"),
+        ("--preset", "mcts-dpo"),
+    ] {
+        let o = ponder(&["search", "--synthetic", "2", "-s", "8", "-q", flag, value]);
+        assert!(o.status.success(), "{flag} {value}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn refused_generate_creates_nothing() {
+    let d = temp_dir("refuse");
+    std::fs::write(d.join("stats.json"), "{}").unwrap();
+    let o = ponder(&[
+        "generate",
+        "--synthetic",
+        "2",
+        "-s",
+        "8",
+        "-q",
+        "--out",
+        d.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        !d.join("pairs.jsonl").exists(),
+        "a refused run left files behind"
+    );
+    assert_eq!(std::fs::read_to_string(d.join("stats.json")).unwrap(), "{}");
+}
+
+#[test]
 fn tree_dump_and_dot() {
     let d = temp_dir("dump");
     let (json, dot) = (d.join("t.json"), d.join("t.dot"));

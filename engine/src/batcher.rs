@@ -28,7 +28,8 @@ use crate::types::Step;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
-    /// Largest batch handed to a model (requests).
+    /// Largest batch handed to a model (requests). A single request is never split, so one that
+    /// asks for more candidates than this still goes through, alone.
     pub max_batch: usize,
     /// How long the first request of a batch may wait for company, milliseconds.
     pub max_wait_ms: f64,
@@ -91,6 +92,9 @@ impl std::fmt::Debug for Models {
             .finish()
     }
 }
+
+/// Paths to score, owned: tree nodes, each optionally followed by an extra step.
+pub(crate) type OwnedPaths = Vec<(NodeId, Option<Step>)>;
 
 /// One expansion to perform (the owned form of an [`ExpandRequest`]).
 #[derive(Clone, Debug)]
@@ -258,20 +262,31 @@ impl Batcher {
     }
 }
 
-/// Collects one batch: the first job (blocking), then more until `max_batch` items or the
-/// deadline. Returns `None` when the queue is closed and empty.
+/// Collects one batch: the first job (the one carried over from the last batch, or the next to
+/// arrive), then more until the deadline or until the next job would push the batch past
+/// `max_batch` (that job is carried over). A single job larger than `max_batch` (a request for
+/// many candidates) goes alone: jobs are never split. Returns `None` when the queue is closed
+/// and empty.
 fn gather<J>(
     rx: &Receiver<J>,
     cfg: &BatchConfig,
+    carry: &mut Option<J>,
     size: impl Fn(&J) -> usize,
     since: impl Fn(&J) -> Instant,
 ) -> Option<Vec<J>> {
-    let first = rx.recv().ok()?;
+    let first = match carry.take() {
+        Some(j) => j,
+        None => rx.recv().ok()?,
+    };
     let deadline = since(&first) + Duration::from_secs_f64(cfg.max_wait_ms / 1000.0);
     let mut n = size(&first);
     let mut jobs = vec![first];
     while n < cfg.max_batch {
         match rx.recv_deadline(deadline) {
+            Ok(job) if n + size(&job) > cfg.max_batch => {
+                *carry = Some(job);
+                break;
+            }
             Ok(job) => {
                 n += size(&job);
                 jobs.push(job);
@@ -283,7 +298,8 @@ fn gather<J>(
 }
 
 fn serve_policy(policy: &dyn Policy, rx: Receiver<PolicyJob>, cfg: &BatchConfig, c: &Counters) {
-    while let Some(jobs) = gather(&rx, cfg, |j| j.specs.len(), |j| j.since) {
+    let mut carry = None;
+    while let Some(jobs) = gather(&rx, cfg, &mut carry, |j| j.specs.len(), |j| j.since) {
         let start = Instant::now();
         let wait: u64 = jobs
             .iter()
@@ -316,7 +332,8 @@ fn serve_policy(policy: &dyn Policy, rx: Receiver<PolicyJob>, cfg: &BatchConfig,
 }
 
 fn serve_critic(critic: &dyn Critic, rx: Receiver<CriticJob>, cfg: &BatchConfig, c: &Counters) {
-    while let Some(jobs) = gather(&rx, cfg, |j| j.paths.len(), |j| j.since) {
+    let mut carry = None;
+    while let Some(jobs) = gather(&rx, cfg, &mut carry, |j| j.paths.len(), |j| j.since) {
         let start = Instant::now();
         let wait: u64 = jobs
             .iter()
@@ -525,36 +542,61 @@ impl<'m> Evaluator<'m> {
         tree: &Arc<Tree>,
         paths: Vec<(NodeId, Option<Step>)>,
     ) -> Result<Option<Vec<f32>>> {
-        let Some(critic) = self.models.critics.get(kind) else {
-            return Ok(None);
-        };
-        if paths.is_empty() {
-            return Ok(Some(Vec::new()));
+        Ok(self.score_all(tree, vec![(kind, paths)])?.pop().flatten())
+    }
+
+    /// Scores several requests, one per critic kind. Through the batcher every request is queued
+    /// before waiting on any, so the critics work on them at the same time.
+    pub(crate) fn score_all(
+        &self,
+        tree: &Arc<Tree>,
+        requests: Vec<(CriticKind, OwnedPaths)>,
+    ) -> Result<Vec<Option<Vec<f32>>>> {
+        enum Pending {
+            Done(Option<Vec<f32>>),
+            Waiting(String, crossbeam_channel::Receiver<Result<Vec<f32>>>),
         }
-        match self.batcher {
-            None => {
-                let refs: Vec<PathRef<'_>> = paths
-                    .iter()
-                    .map(|(n, e)| path_ref(tree, *n, e.as_ref()))
-                    .collect();
-                call_critic(&**critic, &refs).map(Some)
+        let mut pending = Vec::with_capacity(requests.len());
+        for (kind, paths) in requests {
+            let Some(critic) = self.models.critics.get(kind) else {
+                pending.push(Pending::Done(None));
+                continue;
+            };
+            if paths.is_empty() {
+                pending.push(Pending::Done(Some(Vec::new())));
+                continue;
             }
-            Some(b) => {
-                let tx = b.critics[kind_index(kind)]
-                    .as_ref()
-                    .ok_or_else(|| Error::BatcherClosed(critic.name().into()))?;
-                let (reply, rx) = bounded(1);
-                tx.send(CriticJob {
-                    tree: tree.clone(),
-                    paths,
-                    reply,
-                    since: Instant::now(),
-                })
-                .map_err(|_| Error::BatcherClosed(critic.name().into()))?;
-                rx.recv()
-                    .map_err(|_| Error::BatcherClosed(critic.name().into()))?
-                    .map(Some)
+            match self.batcher {
+                None => {
+                    let refs: Vec<PathRef<'_>> = paths
+                        .iter()
+                        .map(|(n, e)| path_ref(tree, *n, e.as_ref()))
+                        .collect();
+                    pending.push(Pending::Done(Some(call_critic(&**critic, &refs)?)));
+                }
+                Some(b) => {
+                    let closed = || Error::BatcherClosed(critic.name().into());
+                    let tx = b.critics[kind_index(kind)].as_ref().ok_or_else(closed)?;
+                    let (reply, rx) = bounded(1);
+                    tx.send(CriticJob {
+                        tree: tree.clone(),
+                        paths,
+                        reply,
+                        since: Instant::now(),
+                    })
+                    .map_err(|_| closed())?;
+                    pending.push(Pending::Waiting(critic.name().into(), rx));
+                }
             }
         }
+        pending
+            .into_iter()
+            .map(|p| match p {
+                Pending::Done(v) => Ok(v),
+                Pending::Waiting(name, rx) => {
+                    rx.recv().map_err(|_| Error::BatcherClosed(name))?.map(Some)
+                }
+            })
+            .collect()
     }
 }

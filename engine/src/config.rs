@@ -107,7 +107,8 @@ pub enum Importance {
 pub struct WideningConfig {
     /// How importance is measured.
     pub importance: Importance,
-    /// α (paper 1; code's width factor 2).
+    /// α. Scores here are normalised to `[0, 1]`, half the width of the paper's `[-1, 1]` value
+    /// scale, so the default α = 2 equals the paper's α = 1 (and the code's width factor 2).
     pub alpha: f64,
     /// `c_min(0)`.
     pub c_min_root: u32,
@@ -124,7 +125,7 @@ impl Default for WideningConfig {
         // AlphaLLM Table 5, GSM8K small budget.
         WideningConfig {
             importance: Importance::Paper,
-            alpha: 1.0,
+            alpha: 2.0,
             c_min_root: 10,
             c_min: 2,
             c_max_root: 60,
@@ -176,6 +177,9 @@ pub struct ExpansionConfig {
     /// After creating a node, keep expanding one child at a time down to a terminal before backing
     /// up (MCTS-DPO's simulation); off, a simulation stops at the new node (AlphaLLM).
     pub descend_to_terminal: bool,
+    /// Full mode: at the depth limit ask for one candidate that finishes the solution instead of
+    /// `k` (MCTS-DPO's `force_terminating_on_depth_limit`).
+    pub single_at_depth_limit: bool,
 }
 
 impl Default for ExpansionConfig {
@@ -188,6 +192,7 @@ impl Default for ExpansionConfig {
             merge: MergeConfig::default(),
             greedy_first_child: false,
             descend_to_terminal: false,
+            single_at_depth_limit: false,
         }
     }
 }
@@ -387,8 +392,11 @@ impl Default for SearchConfig {
 }
 
 impl SearchConfig {
-    /// AlphaLLM eta-MCTS as released: UCT with c = 1, progressive widening with paper importance
-    /// (Table 5, GSM8K small budget), mean-of-leaf-scores backup, value + PRM + ORM weights 1.
+    /// AlphaLLM eta-MCTS: UCT as in the released code (c = 1), progressive widening with the
+    /// paper's importance and Table 5's GSM8K small-budget widths, mean-of-leaf-scores backup,
+    /// value + PRM + ORM weights 1 (the paper's §4.4). The released script differs: it turns the
+    /// PRM off (`prm_weight = 0`), uses 4 fast rollouts (`rollouts = 4`, with a rollout policy)
+    /// and `min_terminals = 40`; set those to match it.
     pub fn alphallm() -> Self {
         SearchConfig {
             algorithm: Algorithm::Mcts,
@@ -405,9 +413,13 @@ impl SearchConfig {
         }
     }
 
-    /// MCTS-DPO: PUCT (c = 1, λ = 1.25) with LM priors, full expansion (4 at the root, 2 elsewhere),
-    /// descent to a terminal per simulation, `Q = r + V` backup, ±1 terminal outcome reward, depth
-    /// penalty, move-by-move search with 4× simulations at the first root.
+    /// MCTS-DPO: PUCT (c = 1, λ = 1.25) with LM priors, full expansion (4 at the root, 2 elsewhere,
+    /// one finishing candidate at the depth limit), descent to a terminal per simulation,
+    /// `Q = r + V` backup, ±1 terminal outcome reward, depth penalty, move-by-move search with 4×
+    /// simulations at the first root. The released scripts use 64 iterations per move and depth
+    /// 3-4 (`budget.simulations = 64`, `budget.max_depth = 4`); this preset defaults to 16 and 10
+    /// for longer, cheaper searches. Their pair rules (random rejected, `--filter`) are output
+    /// settings: `output.pairs.rejected = "random"`, `only_correct = true`.
     pub fn mcts_dpo() -> Self {
         let mut c = SearchConfig::alphallm();
         c.selection.rule = SelectionRule::Puct;
@@ -415,6 +427,7 @@ impl SearchConfig {
         c.expansion.k_root = 4;
         c.expansion.k = 2;
         c.expansion.descend_to_terminal = true;
+        c.expansion.single_at_depth_limit = true;
         c.backup = BackupRule::QRPlusV;
         c.scoring.outcome_reward = 1.0;
         c.scoring.depth_penalty = true;
@@ -512,11 +525,11 @@ impl SearchConfig {
             ));
         }
         if let Some(t) = b.wall_seconds
-            && !(t.is_finite() && t > 0.0)
+            && !(t.is_finite() && t > 0.0 && t <= 1e9)
         {
             return Err(Error::config(
                 "budget.wall_seconds",
-                format!("must be > 0, got {t}"),
+                format!("must be > 0 and at most 1e9, got {t}"),
             ));
         }
         if b.max_tokens == Some(0) {
@@ -535,10 +548,19 @@ impl SearchConfig {
         positive("baseline.n", self.baseline.n)?;
         positive("baseline.beam_width", self.baseline.beam_width)?;
         positive("baseline.beam_k", self.baseline.beam_k)?;
-        if self.baseline.n > 4096 || self.baseline.beam_width * self.baseline.beam_k > 4096 {
+        if self.baseline.n > 1024 {
+            return Err(Error::config("baseline.n", "at most 1024 samples"));
+        }
+        if self.baseline.beam_k > 1024 {
             return Err(Error::config(
-                "baseline",
-                "at most 4096 samples or beam candidates",
+                "baseline.beam_k",
+                "at most 1024 candidates per beam",
+            ));
+        }
+        if u64::from(self.baseline.beam_width) * u64::from(self.baseline.beam_k) > 65_536 {
+            return Err(Error::config(
+                "baseline.beam_width",
+                "beam_width × beam_k must be at most 65536",
             ));
         }
         Ok(())

@@ -153,7 +153,9 @@ impl CriticPanel {
     /// [`Error::Config`] if that slot is already taken or the range is empty.
     pub fn with(mut self, critic: std::sync::Arc<dyn Critic>) -> Result<Self> {
         let r = critic.range();
-        if r.hi.partial_cmp(&r.lo) != Some(std::cmp::Ordering::Greater) {
+        if !(r.lo.is_finite() && r.hi.is_finite())
+            || r.hi.partial_cmp(&r.lo) != Some(std::cmp::Ordering::Greater)
+        {
             return Err(Error::config(
                 "critics",
                 format!(

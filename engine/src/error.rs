@@ -94,6 +94,10 @@ pub enum Error {
         /// Why it cannot be used.
         message: String,
     },
+    /// A worker thread panicked (a bug in a policy, critic or task, or in ponder); the search
+    /// stopped and its tree is not trustworthy.
+    #[error("a search worker panicked: {0}")]
+    WorkerPanicked(String),
     /// Serialising an output record failed.
     #[error("serialising output: {0}")]
     Serialize(#[from] serde_json::Error),

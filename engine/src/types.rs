@@ -46,6 +46,9 @@ pub struct Step {
     pub logprob: f32,
     /// Number of tokens in the step (for length-normalised priors and token budgets).
     pub n_tokens: u32,
+    /// Tokens of the prompt and prefix whose KV state the policy reused from its cache instead of
+    /// recomputing (0 when the policy has no cache or does not say).
+    pub reused_tokens: u32,
     /// Generation ended for good (EOS or the answer pattern): the path is complete.
     pub finished: bool,
     /// An opaque key an implementation may attach (a KV-cache block, a hidden-state slot) so that a

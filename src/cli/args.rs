@@ -325,6 +325,7 @@ pub(crate) enum BackupArg {
     /// Mean of leaf scores (AlphaLLM).
     MeanLeaf,
     /// Q = r + V (MCTS-DPO).
+    #[value(name = "q-r-plus-v")]
     QRPlusV,
 }
 

@@ -112,7 +112,7 @@ fn complete(ctx: &Ctx<'_>, node: NodeId, local: &mut SearchStats) -> Result<Opti
         .and_then(|mut v| v.pop())
         .expect("contract checked: k = 1");
     local.policy_requests += 1;
-    ctx.add_tokens(local, u64::from(step.n_tokens));
+    ctx.add_tokens(local, &step);
     Ok(create_children(ctx, node, vec![step], true, false, local)?.pop())
 }
 

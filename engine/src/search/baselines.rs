@@ -25,7 +25,7 @@ fn back_up_terminals(tree: &Tree) {
 pub(super) fn greedy(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
     let tree = &**ctx.tree;
     let mut node = NodeId::ROOT;
-    while !tree.data(node).terminal {
+    while !tree.data(node).terminal && !ctx.shared.stopped() {
         let to_end = must_finish(tree, ctx.cfg, node);
         let spec = ExpandSpec {
             node,
@@ -41,7 +41,7 @@ pub(super) fn greedy(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
             .expect("one answer");
         local.policy_requests += 1;
         for s in &steps {
-            ctx.add_tokens(local, u64::from(s.n_tokens));
+            ctx.add_tokens(local, s);
         }
         reserve_more(tree, node, 1)?;
         node = create_children(ctx, node, steps, to_end, false, local)?
@@ -71,7 +71,7 @@ pub(super) fn sample_n(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
         .expect("one answer");
     local.policy_requests += 1;
     for s in &steps {
-        ctx.add_tokens(local, u64::from(s.n_tokens));
+        ctx.add_tokens(local, s);
     }
     reserve_more(tree, NodeId::ROOT, steps.len() as u32)?;
     create_children(ctx, NodeId::ROOT, steps, true, false, local)?;
@@ -118,7 +118,7 @@ pub(super) fn beam(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
         for (&parent, steps) in beams.iter().zip(outs) {
             let mut kept: Vec<crate::types::Step> = Vec::with_capacity(steps.len());
             for s in steps {
-                ctx.add_tokens(local, u64::from(s.n_tokens));
+                ctx.add_tokens(local, &s);
                 if ctx.cfg.expansion.merge.dedup && kept.iter().any(|k| k.text == s.text) {
                     local.duplicates += 1;
                 } else {

@@ -299,6 +299,7 @@ impl ScriptedPolicy {
             tokens: None,
             logprob: logprob as f32,
             n_tokens,
+            reused_tokens: 0,
             cache_key: None,
         }
     }

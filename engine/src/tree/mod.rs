@@ -430,11 +430,10 @@ impl Tree {
         self.cold(id).eval.get()
     }
 
-    pub(crate) fn set_eval(&self, id: NodeId, eval: Eval) {
+    /// Sets the node's evaluation and its initial Q (`q0`; MCTS-DPO: `V(parent) + r`).
+    pub(crate) fn set_eval(&self, id: NodeId, eval: Eval, q0: f64) {
         // Relaxed: published together with the eval by the child link's Release (INV-2).
-        self.node(id)
-            .q
-            .store(f64::from(eval.reward).to_bits(), Ordering::Relaxed);
+        self.node(id).q.store(q0.to_bits(), Ordering::Relaxed);
         if self.cold(id).eval.set(eval).is_err() {
             unreachable!("INV-2: node {} evaluated twice", id.0);
         }
@@ -544,28 +543,28 @@ impl Tree {
     /// the link run under the parent's short `LINKING` flag (no model call inside), so two
     /// threads that generated the same step at once cannot both link it. A rejected child keeps
     /// no evaluation and stays unreachable (it is not listed by [`Tree::node_ids`]).
-    pub(crate) fn link_new(&self, parent: NodeId, child: NodeId, eval: Eval, dedup: bool) -> bool {
+    pub(crate) fn link_new(
+        &self,
+        parent: NodeId,
+        child: NodeId,
+        eval: Eval,
+        q0: f64,
+        dedup: bool,
+    ) -> bool {
         if !dedup {
-            self.set_eval(child, eval);
+            self.set_eval(child, eval, q0);
             self.link(parent, child);
             return true;
         }
-        let flags = &self.node(parent).flags;
-        // Acquire: the previous holder's links (Release below) are visible to our check.
-        while flags.fetch_or(LINKING, Ordering::Acquire) & LINKING != 0 {
-            std::hint::spin_loop();
-            std::thread::yield_now();
-        }
+        let _guard = LinkGuard::acquire(&self.node(parent).flags);
         let text = &self.data(child).step.text;
         let dup = self
             .children(parent)
             .any(|c| &self.data(c).step.text == text);
         if !dup {
-            self.set_eval(child, eval);
+            self.set_eval(child, eval, q0);
             self.link(parent, child);
         }
-        // Release: our link happens-before the next holder's check.
-        flags.fetch_and(!LINKING, Ordering::Release);
         !dup
     }
 
@@ -841,6 +840,28 @@ impl Tree {
     }
 }
 
+/// Holds a node's `LINKING` flag; released on drop, so even a panic inside cannot leave it set.
+struct LinkGuard<'a> {
+    flags: &'a AtomicU8,
+}
+
+impl<'a> LinkGuard<'a> {
+    fn acquire(flags: &'a AtomicU8) -> Self {
+        // Acquire: the previous holder's links (Release in `drop`) are visible to our check.
+        while flags.fetch_or(LINKING, Ordering::Acquire) & LINKING != 0 {
+            sync::spin_wait();
+        }
+        LinkGuard { flags }
+    }
+}
+
+impl Drop for LinkGuard<'_> {
+    fn drop(&mut self) {
+        // Release: our link happens-before the next holder's check.
+        self.flags.fetch_and(!LINKING, Ordering::Release);
+    }
+}
+
 #[inline]
 fn unpack_block(b: u64) -> (u32, u32) {
     (b as u32, (b >> 32) as u32)
@@ -895,7 +916,7 @@ mod tests {
                 answer: None,
             })
             .unwrap();
-        t.set_eval(id, Eval::default());
+        t.set_eval(id, Eval::default(), 0.0);
         t.reserve(parent, 1, 8, 8, false).unwrap().unwrap();
         t.link(parent, id);
         id
@@ -1053,6 +1074,7 @@ mod loom_models {
                                     score: 0.5,
                                     ..Eval::default()
                                 },
+                                0.0,
                             );
                             t.link(NodeId::ROOT, c);
                             1
@@ -1089,7 +1111,7 @@ mod loom_models {
                     let t = t.clone();
                     loom::thread::spawn(move || {
                         let c = t.alloc(data(NodeId::ROOT, s)).unwrap();
-                        t.set_eval(c, Eval::default());
+                        t.set_eval(c, Eval::default(), 0.0);
                         t.reserve(NodeId::ROOT, 1, 2, 2, false).unwrap().unwrap();
                         t.link(NodeId::ROOT, c);
                     })
@@ -1104,6 +1126,101 @@ mod loom_models {
                 .collect();
             texts.sort();
             assert_eq!(texts, vec!["a".to_string(), "b".to_string()]);
+        });
+    }
+
+    /// Two threads link children with the same step text under dedup: exactly one is linked,
+    /// and a reader never sees a linked child without its evaluation (INV-2, INV-3).
+    #[test]
+    fn dedup_links_one_of_two_equal_steps() {
+        loom::model(|| {
+            let t = Arc::new(Tree::new(
+                TreeId(0),
+                Problem::new("p", "q"),
+                String::new(),
+                0,
+                16,
+            ));
+            let handles: Vec<_> = (0..2)
+                .map(|_| {
+                    let t = t.clone();
+                    loom::thread::spawn(move || {
+                        t.reserve(NodeId::ROOT, 1, 2, 2, false).unwrap().unwrap();
+                        let c = t.alloc(data(NodeId::ROOT, "same")).unwrap();
+                        let linked = t.link_new(NodeId::ROOT, c, Eval::default(), 0.25, true);
+                        if !linked {
+                            t.unreserve(NodeId::ROOT, 1);
+                        }
+                        for k in t.children(NodeId::ROOT) {
+                            assert!(t.eval(k).is_some());
+                            assert_eq!(t.q(k), 0.25);
+                        }
+                        u32::from(linked)
+                    })
+                })
+                .collect();
+            let linked: u32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+            assert_eq!(linked, 1);
+            assert_eq!(t.child_count(NodeId::ROOT), 1);
+            assert_eq!(t.reserved(NodeId::ROOT), 1);
+        });
+    }
+
+    /// A reader that reaches a child through the link sees its hot fields (depth, terminal)
+    /// written at allocation (INV-2), not only the OnceLock data.
+    #[test]
+    fn hot_fields_are_published_by_the_link() {
+        loom::model(|| {
+            let t = Arc::new(Tree::new(
+                TreeId(0),
+                Problem::new("p", "q"),
+                String::new(),
+                0,
+                16,
+            ));
+            let writer = {
+                let t = t.clone();
+                loom::thread::spawn(move || {
+                    t.reserve(NodeId::ROOT, 1, 1, 1, false).unwrap().unwrap();
+                    let mut d = data(NodeId::ROOT, "a");
+                    d.depth = 7;
+                    d.terminal = true;
+                    let c = t.alloc(d).unwrap();
+                    t.link_new(NodeId::ROOT, c, Eval::default(), 0.0, false);
+                })
+            };
+            for c in t.children(NodeId::ROOT) {
+                assert_eq!(t.depth(c), 7);
+                assert!(t.is_terminal(c));
+            }
+            writer.join().unwrap();
+        });
+    }
+
+    /// Workers credit their root tallies concurrently: the sums are exact (INV-6).
+    #[test]
+    fn root_credits_add_up() {
+        loom::model(|| {
+            let t = Arc::new(Tree::new(
+                TreeId(0),
+                Problem::new("p", "q"),
+                String::new(),
+                0,
+                4,
+            ));
+            let handles: Vec<_> = (0..2)
+                .map(|i| {
+                    let t = t.clone();
+                    loom::thread::spawn(move || {
+                        t.credit(NodeId::ROOT, 3 + i, fixed(0.5) * i64::from(3 + i))
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+            assert_eq!(t.counts(NodeId::ROOT), (7, 0));
+            assert!((t.value_sum(NodeId::ROOT) - 3.5).abs() < 1e-9);
         });
     }
 

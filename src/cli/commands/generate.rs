@@ -66,6 +66,24 @@ pub(crate) fn run(args: GenerateArgs, quiet: bool) -> Result<()> {
     check_synthetic(&problems)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    // Refuse before creating anything, so a refused run leaves no empty files behind.
+    let mut names = vec![
+        "pairs.jsonl",
+        "prm.jsonl",
+        "sft.jsonl",
+        "manifest.json",
+        "stats.json",
+    ];
+    if args.dump_trees {
+        names.push("trees.jsonl");
+    }
+    if let Some(existing) = names
+        .iter()
+        .map(|n| args.out.join(n))
+        .find(|p| !args.force && p.exists())
+    {
+        bail!("{} exists (use --force to replace it)", existing.display());
+    }
     let mut pairs = Jsonl::create(&args.out, "pairs.jsonl", args.force)?;
     let mut prm = Jsonl::create(&args.out, "prm.jsonl", args.force)?;
     let mut sft = Jsonl::create(&args.out, "sft.jsonl", args.force)?;
