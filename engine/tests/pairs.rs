@@ -258,19 +258,7 @@ fn pairs_are_sibling_steps_with_consistent_metadata() {
 /// Whether `step` (the first line of it) is right after the path `prefix`, replaying the
 /// claimed values the way the synthetic policy does.
 fn step_is_right(problem: &Arithmetic, prefix: &str, step: &str) -> bool {
-    let parse = |line: &str| -> Option<(i64, char, i64, i64)> {
-        let line = line
-            .split(". The answer")
-            .next()?
-            .trim()
-            .trim_end_matches('.');
-        let (lhs, y) = line.split_once(" = ")?;
-        let mut parts = lhs.split_whitespace();
-        let x = parts.next()?.parse().ok()?;
-        let op = parts.next()?.chars().next()?;
-        let a = parts.next()?.parse().ok()?;
-        Some((x, op, a, y.trim().parse().ok()?))
-    };
+    let parse = ponder_engine::testing::synthetic::parse_line;
     let mut x = problem.start;
     let mut i = 0;
     for line in prefix.lines() {

@@ -181,8 +181,9 @@ impl Task for SyntheticTask {
     }
 }
 
-/// One parsed step line `x op a = y`.
-fn parse_line(line: &str) -> Option<(i64, char, i64, i64)> {
+/// One parsed step line `x op a = y` (an optional `. The answer is …` tail is ignored): the
+/// claimed input, operator, operand and result.
+pub fn parse_line(line: &str) -> Option<(i64, char, i64, i64)> {
     let line = line
         .split(". The answer")
         .next()?
