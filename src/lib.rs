@@ -3,6 +3,23 @@
 //! Monte Carlo tree search over reasoning steps for language models. This facade re-exports the
 //! workspace crates: [`engine`] (traits, tree, search, batching, extraction), [`policies`] and
 //! [`critics`].
+//!
+//! The README's library example, kept compiling here:
+//!
+//! ```
+//! use ponder::engine::{search, Evaluator, SearchConfig, TreeId, extract};
+//! use ponder::engine::testing::synthetic::{models, problems, SyntheticSpec};
+//!
+//! # fn main() -> Result<(), ponder::engine::Error> {
+//! let models = models(&SyntheticSpec::default());   // your Policy / Critic / Task impls go here
+//! let cfg = SearchConfig::mcts_dpo();
+//! let report = search(problems(1, 4, 7).remove(0), TreeId(0), &cfg, Evaluator::direct(&models))?;
+//! let data = extract::extract(&report, &cfg, &Default::default());
+//! assert!(report.answer.is_some());
+//! assert!(data.pairs.iter().all(|p| p.q_chosen > p.q_rejected));
+//! # Ok(())
+//! # }
+//! ```
 
 pub use ponder_critics as critics;
 pub use ponder_engine as engine;
