@@ -1,0 +1,326 @@
+//! The tokenizer: a byte-level BPE built from a GGUF's metadata (vocabulary, merges, token
+//! types, pre-tokenizer name) through the HF `tokenizers` crate, or read from an HF
+//! `tokenizer.json`; plus the chat template.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::gguf::{Gguf, Value};
+
+/// GGUF token type of control tokens (`<|im_start|>`, ...).
+const TOKEN_CONTROL: u64 = 3;
+/// GGUF token type of user-defined tokens.
+const TOKEN_USER_DEFINED: u64 = 4;
+
+/// How a conversation is rendered into the prompt text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChatTemplate {
+    /// `<|im_start|>{role}\n{content}<|im_end|>\n`, then `<|im_start|>assistant\n`; the default
+    /// system message is inserted when the template has one and none is given.
+    ChatMl {
+        /// The template's default system message, if any.
+        default_system: Option<String>,
+    },
+    /// No template: the user text as is (base models).
+    Plain,
+}
+
+impl ChatTemplate {
+    /// Recognises the template from its Jinja source. Only the ChatML family is understood;
+    /// anything else falls back to [`ChatTemplate::Plain`].
+    pub fn from_jinja(src: Option<&str>) -> Self {
+        match src {
+            Some(s) if s.contains("<|im_start|>") => {
+                let marker = "<|im_start|>system\n";
+                let default_system = s.find(marker).and_then(|i| {
+                    let rest = &s[i + marker.len()..];
+                    rest.find("<|im_end|>").map(|j| rest[..j].to_string())
+                });
+                ChatTemplate::ChatMl {
+                    default_system: default_system.filter(|d| !d.contains('{')),
+                }
+            }
+            _ => ChatTemplate::Plain,
+        }
+    }
+
+    /// Renders one user turn, ready for the assistant's reply.
+    pub fn render(&self, system: Option<&str>, user: &str) -> String {
+        match self {
+            ChatTemplate::ChatMl { default_system } => {
+                let mut s = String::new();
+                if let Some(sys) = system.or(default_system.as_deref()) {
+                    s.push_str(&format!("<|im_start|>system\n{sys}<|im_end|>\n"));
+                }
+                s.push_str(&format!(
+                    "<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+                ));
+                s
+            }
+            ChatTemplate::Plain => user.to_string(),
+        }
+    }
+}
+
+/// A tokenizer with its special tokens and chat template.
+#[derive(Clone, Debug)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    chat: ChatTemplate,
+}
+
+fn tok_err(e: impl std::fmt::Display) -> Error {
+    Error::Tokenizer(e.to_string())
+}
+
+impl Tokenizer {
+    /// Builds the tokenizer a GGUF file describes. Supported: `tokenizer.ggml.model = "gpt2"`
+    /// (byte-level BPE) with pre-tokenizers `smollm` (digits split one by one, then GPT-2's
+    /// regex), `gpt2` and `default`.
+    ///
+    /// # Errors
+    /// [`Error::MissingMetadata`] for missing vocabulary or merges; [`Error::Tokenizer`] for an
+    /// unsupported model or pre-tokenizer.
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let missing = |key: &str| Error::MissingMetadata {
+            path: g.path().to_path_buf(),
+            key: key.into(),
+        };
+        let model = g
+            .require("tokenizer.ggml.model")?
+            .as_str()
+            .ok_or_else(|| missing("tokenizer.ggml.model"))?;
+        if model != "gpt2" {
+            return Err(Error::Tokenizer(format!(
+                "{}: tokenizer model `{model}` is not supported yet (only byte-level BPE, `gpt2`)",
+                g.path().display()
+            )));
+        }
+        let pre = g
+            .get("tokenizer.ggml.pre")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+        let pre_tokenizer = match pre {
+            "smollm" => json!({"type": "Sequence", "pretokenizers": [
+                {"type": "Digits", "individual_digits": true}, byte_level]}),
+            "gpt2" | "default" => byte_level,
+            other => {
+                return Err(Error::Tokenizer(format!(
+                    "{}: pre-tokenizer `{other}` is not supported yet (smollm, gpt2, default)",
+                    g.path().display()
+                )));
+            }
+        };
+        let strings = |key: &str| -> Result<Vec<&str>> {
+            g.require(key)?
+                .as_array()
+                .ok_or_else(|| missing(key))?
+                .iter()
+                .map(|v| v.as_str().ok_or_else(|| missing(key)))
+                .collect()
+        };
+        let tokens = strings("tokenizer.ggml.tokens")?;
+        let merges = strings("tokenizer.ggml.merges")?;
+        let types: Vec<u64> = match g.get("tokenizer.ggml.token_type").and_then(Value::as_array) {
+            Some(a) => a.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
+            None => vec![1; tokens.len()],
+        };
+        let vocab: serde_json::Map<String, serde_json::Value> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.to_string(), json!(i)))
+            .collect();
+        let added: Vec<serde_json::Value> = tokens
+            .iter()
+            .zip(&types)
+            .enumerate()
+            .filter(|(_, (_, ty))| **ty == TOKEN_CONTROL || **ty == TOKEN_USER_DEFINED)
+            .map(|(i, (t, ty))| {
+                json!({"id": i, "content": t, "single_word": false, "lstrip": false,
+                       "rstrip": false, "normalized": false, "special": *ty == TOKEN_CONTROL})
+            })
+            .collect();
+        let spec = json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": added,
+            "normalizer": null,
+            "pre_tokenizer": pre_tokenizer,
+            "post_processor": null,
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                      "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                      "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                      "vocab": vocab, "merges": merges},
+        });
+        let inner =
+            tokenizers::Tokenizer::from_bytes(spec.to_string().as_bytes()).map_err(tok_err)?;
+        let id = |key: &str| g.get(key).and_then(Value::as_u64).map(|v| v as u32);
+        Ok(Tokenizer {
+            inner,
+            bos: id("tokenizer.ggml.bos_token_id"),
+            eos: id("tokenizer.ggml.eos_token_id"),
+            chat: ChatTemplate::from_jinja(
+                g.get("tokenizer.chat_template").and_then(Value::as_str),
+            ),
+        })
+    }
+
+    /// Reads an HF `tokenizer.json`; special tokens and the chat template come from the
+    /// caller (an HF folder's `tokenizer_config.json`).
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Tokenizer`].
+    pub fn from_file(
+        path: &Path,
+        bos: Option<u32>,
+        eos: Option<u32>,
+        chat: ChatTemplate,
+    ) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
+            .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+        Ok(Tokenizer {
+            inner,
+            bos,
+            eos,
+            chat,
+        })
+    }
+
+    /// Token ids of `text`; special tokens written in the text (`<|im_start|>`) are recognised,
+    /// none are added.
+    ///
+    /// # Errors
+    /// [`Error::Tokenizer`].
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self
+            .inner
+            .encode(text, false)
+            .map_err(tok_err)?
+            .get_ids()
+            .to_vec())
+    }
+
+    /// The text of `ids` (special tokens included).
+    ///
+    /// # Errors
+    /// [`Error::Tokenizer`].
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, false).map_err(tok_err)
+    }
+
+    /// Vocabulary size, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Beginning-of-sequence token.
+    pub fn bos(&self) -> Option<u32> {
+        self.bos
+    }
+
+    /// End-of-sequence token (generation stops there).
+    pub fn eos(&self) -> Option<u32> {
+        self.eos
+    }
+
+    /// The chat template.
+    pub fn chat(&self) -> &ChatTemplate {
+        &self.chat
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::GgufWriter;
+
+    /// A byte-level BPE over a tiny vocabulary: "Ġ" is the byte-level space.
+    fn tiny() -> Gguf {
+        let mut tokens: Vec<String> = vec!["<|im_start|>".into(), "<|im_end|>".into()];
+        // All 256 byte-level symbols, so any text encodes.
+        for b in 0u8..=255 {
+            tokens.push(byte_char(b).to_string());
+        }
+        tokens.extend(["ab", "Ġab", "12"].map(String::from));
+        let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        let mut types = vec![3, 3];
+        types.extend(std::iter::repeat_n(1, tokens.len() - 2));
+        let bytes = GgufWriter::new()
+            .string("tokenizer.ggml.model", "gpt2")
+            .string("tokenizer.ggml.pre", "smollm")
+            .strings("tokenizer.ggml.tokens", &refs)
+            .strings("tokenizer.ggml.merges", &["a b", "Ġ ab", "1 2"])
+            .i32s("tokenizer.ggml.token_type", &types)
+            .u32("tokenizer.ggml.eos_token_id", 1)
+            .string(
+                "tokenizer.chat_template",
+                "{{ '<|im_start|>system\nBe brief<|im_end|>\n' }}{{'<|im_start|>' + role}}",
+            )
+            .build();
+        Gguf::parse(Path::new("tiny.gguf"), bytes).unwrap()
+    }
+
+    /// GPT-2's byte-to-unicode map.
+    fn byte_char(b: u8) -> char {
+        let printable = |b: u8| {
+            (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b)
+        };
+        if printable(b) {
+            return char::from(b);
+        }
+        let n = (0..b).filter(|&x| !printable(x)).count() as u32;
+        char::from_u32(256 + n).unwrap()
+    }
+
+    #[test]
+    fn encodes_with_merges_specials_and_split_digits() {
+        let t = Tokenizer::from_gguf(&tiny()).unwrap();
+        let id =
+            |s: &str| 2 + 256 + ["ab", "Ġab", "12"].iter().position(|x| *x == s).unwrap() as u32;
+        assert_eq!(t.encode("ab ab").unwrap(), vec![id("ab"), id("Ġab")]);
+        // Digits are split one by one before BPE, so the "12" merge never applies.
+        let ids = t.encode("12").unwrap();
+        assert_eq!(ids.len(), 2);
+        assert_eq!(t.encode("<|im_start|>ab").unwrap(), vec![0, id("ab")]);
+        assert_eq!(
+            t.decode(&t.encode("héllo ab\n12").unwrap()).unwrap(),
+            "héllo ab\n12"
+        );
+        assert_eq!(t.eos(), Some(1));
+    }
+
+    #[test]
+    fn chatml_template_with_default_system() {
+        let t = Tokenizer::from_gguf(&tiny()).unwrap();
+        assert_eq!(
+            t.chat().render(None, "Hi"),
+            "<|im_start|>system\nBe brief<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!(ChatTemplate::from_jinja(None).render(Some("s"), "q"), "q");
+    }
+
+    #[test]
+    fn unsupported_tokenizers_are_named() {
+        let bytes = GgufWriter::new()
+            .string("tokenizer.ggml.model", "llama")
+            .build();
+        let g = Gguf::parse(Path::new("sp.gguf"), bytes).unwrap();
+        let e = Tokenizer::from_gguf(&g).unwrap_err().to_string();
+        assert!(e.contains("`llama`") && e.contains("sp.gguf"), "{e}");
+        let bytes = GgufWriter::new().build();
+        let g = Gguf::parse(Path::new("none.gguf"), bytes).unwrap();
+        let e = Tokenizer::from_gguf(&g).unwrap_err().to_string();
+        assert!(e.contains("tokenizer.ggml.model"), "{e}");
+    }
+}

@@ -1,0 +1,155 @@
+//! Tests against the real default model (installed by `scripts/setup.sh`; CI installs it).
+//! Without it they print a loud SKIPPED line and pass. Reference numbers come from independent
+//! implementations (the `gguf` and `transformers` Python packages):
+//! `fixtures/reference/make_smollm2_reference.py` made `fixtures/reference/smollm2.json`.
+
+use std::path::{Path, PathBuf};
+
+use ponder_policies::gguf::{GgmlType, Gguf};
+use ponder_policies::models::default_model_path;
+use ponder_policies::tokenizer::Tokenizer;
+
+fn model() -> Option<PathBuf> {
+    let p = default_model_path();
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "\n*** SKIPPED: the default model is not installed at {} (run scripts/setup.sh) ***\n",
+            p.display()
+        );
+        None
+    }
+}
+
+fn reference() -> serde_json::Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/reference/smollm2.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+#[test]
+fn metadata_and_directory_match_the_model_card() {
+    let Some(path) = model() else { return };
+    let g = Gguf::open(&path).unwrap();
+    let u = |k: &str| g.get(k).and_then(|v| v.as_u64()).unwrap();
+    assert_eq!(g.version, 3);
+    assert_eq!(
+        g.get("general.architecture").unwrap().as_str(),
+        Some("llama")
+    );
+    assert_eq!(u("llama.block_count"), 30);
+    assert_eq!(u("llama.embedding_length"), 576);
+    assert_eq!(u("llama.feed_forward_length"), 1536);
+    assert_eq!(u("llama.attention.head_count"), 9);
+    assert_eq!(u("llama.attention.head_count_kv"), 3);
+    assert_eq!(
+        g.tensors.len(),
+        reference()["tensor_count"].as_u64().unwrap() as usize
+    );
+    let count = |ty| g.tensors.iter().filter(|t| t.ty == ty).count();
+    assert_eq!(
+        (
+            count(GgmlType::Q4_1),
+            count(GgmlType::Q8_0),
+            count(GgmlType::F32)
+        ),
+        (210, 1, 61)
+    );
+    assert!(g.tensor("output.weight").is_none(), "tied embeddings");
+}
+
+#[test]
+fn dequantised_tensors_match_the_gguf_package() {
+    let Some(path) = model() else { return };
+    let g = Gguf::open(&path).unwrap();
+    let r = reference();
+    for (name, want) in r["tensors"].as_object().unwrap() {
+        let (shape, x) = g.tensor_f32(name).unwrap();
+        let want_shape: Vec<usize> = want["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(shape, want_shape, "{name}");
+        let sum: f64 = x.iter().map(|&v| f64::from(v)).sum();
+        let sum_sq: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        let close =
+            |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs().max(1.0) * (x.len() as f64).sqrt();
+        assert!(
+            close(sum, want["sum"].as_f64().unwrap()),
+            "{name}: sum {sum} vs {}",
+            want["sum"]
+        );
+        assert!(
+            close(sum_sq, want["sum_sq"].as_f64().unwrap()),
+            "{name}: sum_sq"
+        );
+        // serde_json may read a float back one ulp off: compare to f32 precision.
+        let same =
+            |got: f32, w: &serde_json::Value| (f64::from(got) - w.as_f64().unwrap()).abs() <= 1e-7;
+        for (got, w) in x.iter().zip(want["first"].as_array().unwrap()) {
+            assert!(same(*got, w), "{name}: first values {got} vs {w}");
+        }
+        for (got, w) in x[x.len() - 8..]
+            .iter()
+            .zip(want["last"].as_array().unwrap())
+        {
+            assert!(same(*got, w), "{name}: last values {got} vs {w}");
+        }
+    }
+}
+
+#[test]
+fn tokenizer_matches_transformers() {
+    let Some(path) = model() else { return };
+    let t = Tokenizer::from_gguf(&Gguf::open(&path).unwrap()).unwrap();
+    assert_eq!(t.vocab_size(), 49152);
+    assert_eq!((t.bos(), t.eos()), (Some(1), Some(2)));
+    for case in reference()["tokenizer"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let got = t.encode(text).unwrap();
+        assert_eq!(got, want, "{text:?}");
+        assert_eq!(t.decode(&got).unwrap(), text);
+    }
+    assert!(t.chat().render(None, "Hi").starts_with(
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+    ));
+}
+
+#[test]
+fn truncated_model_files_are_errors_not_panics() {
+    let Some(path) = model() else { return };
+    let full = std::fs::read(&path).unwrap();
+    let g = Gguf::parse(&path, full.clone()).unwrap();
+    let data_len: u64 = g.tensors.iter().map(|t| t.offset).max().unwrap();
+    let header_len = full.len() as u64 - data_len;
+    // Inside the magic, the version, the counts, the metadata (vocabulary and merges), the
+    // tensor directory, the data of the first tensors, the middle and the very end.
+    let cuts = [
+        0,
+        3,
+        6,
+        20,
+        1_000,
+        500_000,
+        1_500_000,
+        header_len as usize / 2,
+        header_len as usize + 100,
+        full.len() / 2,
+        full.len() - 1,
+    ];
+    for cut in cuts {
+        let cut = cut.min(full.len() - 1);
+        let e = Gguf::parse(&path, full[..cut].to_vec())
+            .err()
+            .unwrap_or_else(|| panic!("a file cut at {cut} bytes parsed"));
+        assert!(e.to_string().contains("SmolLM2"), "cut {cut}: {e}");
+    }
+}
