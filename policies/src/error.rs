@@ -49,4 +49,8 @@ pub enum Error {
     /// The tokenizer could not be built or used.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// The model was given input it cannot run (bad token ids, too long a sequence) or a backend
+    /// operation failed.
+    #[error("model: {0}")]
+    Model(String),
 }

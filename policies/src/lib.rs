@@ -1,12 +1,14 @@
 //! # ponder-policies
 //!
-//! Language-model policies for ponder's engine. Today: the GGUF reader ([`gguf`]) and the
-//! tokenizer built from a GGUF's metadata ([`tokenizer`]), the first parts of the in-process
-//! Llama-family policy. The Burn decoder, HF checkpoint loading, the OpenAI-compatible client and
-//! DPO training come next.
+//! Language-model policies for ponder's engine. Today: the GGUF reader ([`gguf`]), the tokenizer
+//! built from a GGUF's metadata ([`tokenizer`]) and the Llama-family decoder on Burn
+//! ([`llama`]), logit-for-logit equal to HF transformers on the default model. The step policy
+//! with the tree-shared KV cache, HF checkpoint loading, the OpenAI-compatible client and DPO
+//! training come next.
 
 pub mod error;
 pub mod gguf;
+pub mod llama;
 pub mod models;
 pub mod tokenizer;
 

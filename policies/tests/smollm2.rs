@@ -153,3 +153,66 @@ fn truncated_model_files_are_errors_not_panics() {
         assert!(e.to_string().contains("SmolLM2"), "cut {cut}: {e}");
     }
 }
+
+fn logits_reference() -> serde_json::Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/reference/smollm2_logits.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// Logit parity with HF transformers (which undoes llama.cpp's Q/K permutation and uses
+/// rotate-half RoPE, so this also checks our interleaved RoPE), and 32 identical greedy tokens.
+#[test]
+fn logits_and_greedy_tokens_match_transformers() {
+    use burn::prelude::Device;
+    use ponder_policies::llama::Llama;
+    let Some(path) = model() else { return };
+    let g = Gguf::open(&path).unwrap();
+    let device = Device::flex();
+    let m = Llama::from_gguf(&g, &device).unwrap();
+    let t = Tokenizer::from_gguf(&g).unwrap();
+    for case in logits_reference().as_array().unwrap() {
+        let prompt = case["prompt"].as_str().unwrap();
+        let prompt_ids = ids(&case["ids"]);
+        assert_eq!(
+            t.encode(prompt).unwrap(),
+            prompt_ids,
+            "tokenizer: {prompt:?}"
+        );
+        let logits = m.last_logits(&prompt_ids).unwrap();
+        let top = ids(&case["top_ids"]);
+        let argmax = logits
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0;
+        assert_eq!(argmax as u32, top[0], "argmax for {prompt:?}");
+        let mut max_diff = 0f64;
+        for (id, want) in top.iter().zip(case["top_logits"].as_array().unwrap()) {
+            max_diff =
+                max_diff.max((f64::from(logits[*id as usize]) - want.as_f64().unwrap()).abs());
+        }
+        for (i, want) in case["logits_head"].as_array().unwrap().iter().enumerate() {
+            max_diff = max_diff.max((f64::from(logits[i]) - want.as_f64().unwrap()).abs());
+        }
+        eprintln!("{prompt:?}: max |logit diff| = {max_diff:.2e}");
+        assert!(
+            max_diff < 2e-3,
+            "logits differ by {max_diff} for {prompt:?}"
+        );
+        let greedy = m.greedy(&prompt_ids, 32, None).unwrap();
+        assert_eq!(
+            greedy,
+            ids(&case["greedy32"]),
+            "greedy tokens for {prompt:?}"
+        );
+    }
+}

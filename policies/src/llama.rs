@@ -1,0 +1,460 @@
+//! A Llama-family decoder on Burn 0.22 (RMSNorm, rotary embeddings in both layouts, grouped-query
+//! attention, SwiGLU, tied or untied embeddings) with a per-sequence KV cache, loaded from GGUF.
+//!
+//! Tensors are plain `Tensor<D>`: the [`Device`] picks the backend at run time (`flex` by default
+//! on CPU, `ndarray` selectable).
+
+use burn::prelude::*;
+use burn::tensor::activation::{silu, softmax};
+
+use crate::error::{Error, Result};
+use crate::gguf::Gguf;
+
+/// How rotary embeddings pair up the dimensions of a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rope {
+    /// Adjacent pairs `(x[2i], x[2i+1])`: GGUF llama weights (llama.cpp permutes Q and K).
+    Interleaved,
+    /// Halves `(x[i], x[i + d/2])`: HF safetensors checkpoints.
+    Half,
+}
+
+/// The shape of a Llama-family model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlamaConfig {
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// Hidden size.
+    pub d_model: usize,
+    /// Decoder layers.
+    pub n_layers: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than `n_heads`).
+    pub n_kv_heads: usize,
+    /// SwiGLU hidden size.
+    pub ffn: usize,
+    /// RoPE base θ.
+    pub rope_base: f32,
+    /// RMSNorm ε.
+    pub rms_eps: f32,
+    /// Rotary layout.
+    pub rope: Rope,
+    /// Longest sequence (rotary table size).
+    pub max_seq: usize,
+}
+
+impl LlamaConfig {
+    /// Size of one head.
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.n_heads
+    }
+
+    /// Reads the shape from GGUF metadata (`general.architecture = llama`).
+    ///
+    /// # Errors
+    /// [`Error::MissingMetadata`] naming the first missing key; [`Error::Gguf`]-style message for
+    /// an unsupported architecture or inconsistent shapes.
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let arch = g
+            .require("general.architecture")?
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if arch != "llama" {
+            return Err(Error::Tensor {
+                path: g.path().to_path_buf(),
+                name: "general.architecture".into(),
+                message: format!("architecture `{arch}` is not supported (llama)"),
+            });
+        }
+        let u = |k: &str| -> Result<usize> {
+            g.require(&format!("llama.{k}"))?
+                .as_u64()
+                .map(|v| v as usize)
+                .ok_or_else(|| Error::MissingMetadata {
+                    path: g.path().to_path_buf(),
+                    key: format!("llama.{k}"),
+                })
+        };
+        let f = |k: &str, default: f64| -> f32 {
+            g.get(&format!("llama.{k}"))
+                .and_then(|v| v.as_f64())
+                .unwrap_or(default) as f32
+        };
+        let vocab = match g.get("llama.vocab_size").and_then(|v| v.as_u64()) {
+            Some(v) => v as usize,
+            None => g
+                .require("tokenizer.ggml.tokens")?
+                .as_array()
+                .map_or(0, <[_]>::len),
+        };
+        let cfg = LlamaConfig {
+            vocab,
+            d_model: u("embedding_length")?,
+            n_layers: u("block_count")?,
+            n_heads: u("attention.head_count")?,
+            n_kv_heads: g
+                .get("llama.attention.head_count_kv")
+                .and_then(|v| v.as_u64())
+                .map_or(u("attention.head_count")?, |v| v as usize),
+            ffn: u("feed_forward_length")?,
+            rope_base: f("rope.freq_base", 10_000.0),
+            rms_eps: f("attention.layer_norm_rms_epsilon", 1e-5),
+            rope: Rope::Interleaved,
+            max_seq: u("context_length").unwrap_or(4096).min(8192),
+        };
+        if cfg.n_heads == 0
+            || cfg.n_kv_heads == 0
+            || !cfg.d_model.is_multiple_of(cfg.n_heads)
+            || !cfg.n_heads.is_multiple_of(cfg.n_kv_heads)
+            || !cfg.head_dim().is_multiple_of(2)
+        {
+            return Err(Error::Tensor {
+                path: g.path().to_path_buf(),
+                name: "llama.attention".into(),
+                message: format!(
+                    "inconsistent heads: d_model {} heads {} kv heads {}",
+                    cfg.d_model, cfg.n_heads, cfg.n_kv_heads
+                ),
+            });
+        }
+        Ok(cfg)
+    }
+}
+
+#[derive(Debug)]
+struct Layer {
+    attn_norm: Tensor<1>,
+    /// Projections stored transposed, `[in, out]`, so `x.matmul(w)`.
+    wq: Tensor<2>,
+    wk: Tensor<2>,
+    wv: Tensor<2>,
+    wo: Tensor<2>,
+    ffn_norm: Tensor<1>,
+    w_gate: Tensor<2>,
+    w_up: Tensor<2>,
+    w_down: Tensor<2>,
+}
+
+/// Keys and values of every layer for one batch of sequences: `[batch, kv_heads, len, head_dim]`.
+#[derive(Clone, Debug)]
+pub struct KvCache {
+    layers: Vec<(Tensor<4>, Tensor<4>)>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Cached positions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The decoder with its weights.
+#[derive(Debug)]
+pub struct Llama {
+    cfg: LlamaConfig,
+    device: Device,
+    embed: Tensor<2>,
+    layers: Vec<Layer>,
+    norm: Tensor<1>,
+    lm_head: Tensor<2>,
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+}
+
+impl Llama {
+    /// Loads a GGUF llama model onto `device`, dequantising every tensor to f32.
+    ///
+    /// # Errors
+    /// Missing tensors or metadata, shapes that disagree with the metadata, unsupported types.
+    pub fn from_gguf(g: &Gguf, device: &Device) -> Result<Self> {
+        let cfg = LlamaConfig::from_gguf(g)?;
+        let load = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let (s, v) = g.tensor_f32(name)?;
+            if s != shape {
+                return Err(Error::Tensor {
+                    path: g.path().to_path_buf(),
+                    name: name.into(),
+                    message: format!("shape {s:?}, expected {shape:?}"),
+                });
+            }
+            Ok(v)
+        };
+        let t1 = |name: &str, n: usize| -> Result<Tensor<1>> {
+            Ok(Tensor::from_data(
+                TensorData::new(load(name, &[n])?, [n]),
+                device,
+            ))
+        };
+        // GGUF stores linear weights as PyTorch does, `[out, in]`; keep them as `[in, out]`.
+        let linear = |name: &str, out: usize, inp: usize| -> Result<Tensor<2>> {
+            let w: Tensor<2> = Tensor::from_data(
+                TensorData::new(load(name, &[out, inp])?, [out, inp]),
+                device,
+            );
+            Ok(w.transpose())
+        };
+        let (d, hd) = (cfg.d_model, cfg.head_dim());
+        let kv = cfg.n_kv_heads * hd;
+        let mut layers = Vec::with_capacity(cfg.n_layers);
+        for i in 0..cfg.n_layers {
+            let p = |s: &str| format!("blk.{i}.{s}.weight");
+            layers.push(Layer {
+                attn_norm: t1(&p("attn_norm"), d)?,
+                wq: linear(&p("attn_q"), d, d)?,
+                wk: linear(&p("attn_k"), kv, d)?,
+                wv: linear(&p("attn_v"), kv, d)?,
+                wo: linear(&p("attn_output"), d, d)?,
+                ffn_norm: t1(&p("ffn_norm"), d)?,
+                w_gate: linear(&p("ffn_gate"), cfg.ffn, d)?,
+                w_up: linear(&p("ffn_up"), cfg.ffn, d)?,
+                w_down: linear(&p("ffn_down"), d, cfg.ffn)?,
+            });
+        }
+        let embed_v = load("token_embd.weight", &[cfg.vocab, d])?;
+        let embed: Tensor<2> = Tensor::from_data(TensorData::new(embed_v, [cfg.vocab, d]), device);
+        let lm_head = if g.tensor("output.weight").is_some() {
+            linear("output.weight", cfg.vocab, d)?
+        } else {
+            embed.clone().transpose()
+        };
+        let norm = t1("output_norm.weight", d)?;
+        let (cos, sin) = rope_tables(&cfg, device);
+        Ok(Llama {
+            cfg,
+            device: device.clone(),
+            embed,
+            layers,
+            norm,
+            lm_head,
+            cos,
+            sin,
+        })
+    }
+
+    /// The model's shape.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// An empty cache for `batch` sequences.
+    pub fn new_cache(&self, batch: usize) -> KvCache {
+        let hd = self.cfg.head_dim();
+        let empty = || Tensor::<4>::zeros([batch, self.cfg.n_kv_heads, 0, hd], &self.device);
+        KvCache {
+            layers: (0..self.cfg.n_layers).map(|_| (empty(), empty())).collect(),
+            len: 0,
+        }
+    }
+
+    /// Runs `tokens` (`[batch][t]`, equal lengths) after what `cache` holds, appends their keys
+    /// and values to it, and returns the logits of every new position, `[batch, t, vocab]`.
+    ///
+    /// # Errors
+    /// A token id outside the vocabulary, ragged batches, or a sequence longer than `max_seq`.
+    pub fn forward(&self, tokens: &[Vec<u32>], cache: &mut KvCache) -> Result<Tensor<3>> {
+        let b = tokens.len();
+        let t = tokens.first().map_or(0, Vec::len);
+        let bad = Error::Model;
+        if b == 0 || t == 0 || tokens.iter().any(|s| s.len() != t) {
+            return Err(bad(
+                "forward needs a non-empty batch of equal-length sequences".into(),
+            ));
+        }
+        if let Some(&id) = tokens
+            .iter()
+            .flatten()
+            .find(|&&id| id as usize >= self.cfg.vocab)
+        {
+            return Err(bad(format!(
+                "token id {id} is outside the vocabulary ({})",
+                self.cfg.vocab
+            )));
+        }
+        let start = cache.len;
+        if start + t > self.cfg.max_seq {
+            return Err(bad(format!(
+                "sequence of {} tokens is longer than the model's {}",
+                start + t,
+                self.cfg.max_seq
+            )));
+        }
+        let (d, hd, nh, nkv) = (
+            self.cfg.d_model,
+            self.cfg.head_dim(),
+            self.cfg.n_heads,
+            self.cfg.n_kv_heads,
+        );
+        let ids: Vec<i64> = tokens.iter().flatten().map(|&i| i64::from(i)).collect();
+        let ids: Tensor<1, Int> = Tensor::from_data(TensorData::new(ids, [b * t]), &self.device);
+        let mut x: Tensor<3> = self.embed.clone().select(0, ids).reshape([b, t, d]);
+        let cos = self.cos.clone().narrow(0, start, t);
+        let sin = self.sin.clone().narrow(0, start, t);
+        // Causal mask over [new positions, all positions], true where masked: query i sees keys
+        // 0..=start+i.
+        let mask = Tensor::<2, Bool>::tril_mask([t, start + t], start as i64, &self.device)
+            .reshape([1, 1, t, start + t]);
+        let scale = 1.0 / (hd as f32).sqrt();
+        for (layer, (kc, vc)) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let h = rms_norm(x.clone(), &layer.attn_norm, self.cfg.rms_eps);
+            let q = h
+                .clone()
+                .matmul(layer.wq.clone().unsqueeze())
+                .reshape([b, t, nh, hd])
+                .swap_dims(1, 2);
+            let k = h
+                .clone()
+                .matmul(layer.wk.clone().unsqueeze())
+                .reshape([b, t, nkv, hd])
+                .swap_dims(1, 2);
+            let v = h
+                .matmul(layer.wv.clone().unsqueeze())
+                .reshape([b, t, nkv, hd])
+                .swap_dims(1, 2);
+            let q = self.rotate(q, &cos, &sin);
+            let k = self.rotate(k, &cos, &sin);
+            let k_all = Tensor::cat(vec![kc.clone(), k], 2);
+            let v_all = Tensor::cat(vec![vc.clone(), v], 2);
+            *kc = k_all.clone();
+            *vc = v_all.clone();
+            let rep = nh / nkv;
+            let total = start + t;
+            let expand = |x: Tensor<4>| -> Tensor<4> {
+                if rep == 1 {
+                    x
+                } else {
+                    x.unsqueeze_dim::<5>(2)
+                        .repeat_dim(2, rep)
+                        .reshape([b, nh, total, hd])
+                }
+            };
+            let (k_all, v_all) = (expand(k_all), expand(v_all));
+            let scores = q.matmul(k_all.swap_dims(2, 3)).mul_scalar(scale);
+            let scores =
+                scores.mask_fill(mask.clone().expand([b, nh, t, total]), f32::NEG_INFINITY);
+            let attn = softmax(scores, 3).matmul(v_all);
+            let attn = attn.swap_dims(1, 2).reshape([b, t, d]);
+            x = x + attn.matmul(layer.wo.clone().unsqueeze());
+            let h = rms_norm(x.clone(), &layer.ffn_norm, self.cfg.rms_eps);
+            let gate = silu(h.clone().matmul(layer.w_gate.clone().unsqueeze()));
+            let up = h.matmul(layer.w_up.clone().unsqueeze());
+            x = x + (gate * up).matmul(layer.w_down.clone().unsqueeze());
+        }
+        cache.len = start + t;
+        let x = rms_norm(x, &self.norm, self.cfg.rms_eps);
+        Ok(x.matmul(self.lm_head.clone().unsqueeze()))
+    }
+
+    /// Applies rotary embeddings to `[batch, heads, t, head_dim]` for positions given by the
+    /// `[t, head_dim/2]` tables.
+    fn rotate(&self, x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<4> {
+        let [b, h, t, hd] = x.dims();
+        let half = hd / 2;
+        let cos: Tensor<4> = cos.clone().reshape([1, 1, t, half]);
+        let sin: Tensor<4> = sin.clone().reshape([1, 1, t, half]);
+        match self.cfg.rope {
+            Rope::Interleaved => {
+                let pairs: Tensor<5> = x.reshape([b, h, t, half, 2]);
+                let x0: Tensor<4> = pairs
+                    .clone()
+                    .slice([0..b, 0..h, 0..t, 0..half, 0..1])
+                    .reshape([b, h, t, half]);
+                let x1: Tensor<4> = pairs
+                    .slice([0..b, 0..h, 0..t, 0..half, 1..2])
+                    .reshape([b, h, t, half]);
+                let r0 = x0.clone() * cos.clone() - x1.clone() * sin.clone();
+                let r1 = x0 * sin + x1 * cos;
+                Tensor::cat(vec![r0.unsqueeze_dim::<5>(4), r1.unsqueeze_dim::<5>(4)], 4)
+                    .reshape([b, h, t, hd])
+            }
+            Rope::Half => {
+                let x0 = x.clone().slice([0..b, 0..h, 0..t, 0..half]);
+                let x1 = x.slice([0..b, 0..h, 0..t, half..hd]);
+                let r0 = x0.clone() * cos.clone() - x1.clone() * sin.clone();
+                let r1 = x0 * sin + x1 * cos;
+                Tensor::cat(vec![r0, r1], 3)
+            }
+        }
+    }
+
+    /// Greedy decoding: the `n` most likely next tokens after `prompt`, one at a time, stopping
+    /// early at `eos`.
+    ///
+    /// # Errors
+    /// As [`Llama::forward`].
+    pub fn greedy(&self, prompt: &[u32], n: usize, eos: Option<u32>) -> Result<Vec<u32>> {
+        let mut cache = self.new_cache(1);
+        let mut logits = self.forward(&[prompt.to_vec()], &mut cache)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let [_, t, v] = logits.dims();
+            let last: Tensor<1> = logits.slice([0..1, t - 1..t, 0..v]).reshape([v]);
+            let next = argmax(&last);
+            out.push(next);
+            if Some(next) == eos {
+                break;
+            }
+            logits = self.forward(&[vec![next]], &mut cache)?;
+        }
+        Ok(out)
+    }
+
+    /// The logits of the last position of `prompt`.
+    ///
+    /// # Errors
+    /// As [`Llama::forward`].
+    pub fn last_logits(&self, prompt: &[u32]) -> Result<Vec<f32>> {
+        let mut cache = self.new_cache(1);
+        let logits = self.forward(&[prompt.to_vec()], &mut cache)?;
+        let [_, t, v] = logits.dims();
+        to_vec(logits.slice([0..1, t - 1..t, 0..v]).reshape([v]))
+    }
+}
+
+fn rms_norm(x: Tensor<3>, weight: &Tensor<1>, eps: f32) -> Tensor<3> {
+    let var = x.clone().powf_scalar(2.0).mean_dim(2);
+    let inv = (var + eps).sqrt().recip();
+    x * inv * weight.clone().unsqueeze()
+}
+
+fn rope_tables(cfg: &LlamaConfig, device: &Device) -> (Tensor<2>, Tensor<2>) {
+    let half = cfg.head_dim() / 2;
+    let mut cos = Vec::with_capacity(cfg.max_seq * half);
+    let mut sin = Vec::with_capacity(cfg.max_seq * half);
+    for pos in 0..cfg.max_seq {
+        for i in 0..half {
+            let theta = f64::from(cfg.rope_base).powf(-2.0 * i as f64 / cfg.head_dim() as f64);
+            let a = pos as f64 * theta;
+            cos.push(a.cos() as f32);
+            sin.push(a.sin() as f32);
+        }
+    }
+    (
+        Tensor::from_data(TensorData::new(cos, [cfg.max_seq, half]), device),
+        Tensor::from_data(TensorData::new(sin, [cfg.max_seq, half]), device),
+    )
+}
+
+/// Reads a tensor back to the host.
+pub(crate) fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.try_into_vec_as::<f32>()
+        .map_err(|e| Error::Model(format!("reading a tensor back: {e:?}")))
+}
+
+fn argmax(logits: &Tensor<1>) -> u32 {
+    let v = to_vec(logits.clone()).unwrap_or_default();
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
