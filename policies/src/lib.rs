@@ -10,6 +10,8 @@ pub mod error;
 pub mod gguf;
 pub mod llama;
 pub mod models;
+pub mod step_policy;
+pub mod testing;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

@@ -244,6 +244,7 @@ impl Tokenizer {
 mod tests {
     use super::*;
     use crate::gguf::GgufWriter;
+    use crate::testing::byte_char;
 
     /// A byte-level BPE over a tiny vocabulary: "Ġ" is the byte-level space.
     fn tiny() -> Gguf {
@@ -269,18 +270,6 @@ mod tests {
             )
             .build();
         Gguf::parse(Path::new("tiny.gguf"), bytes).unwrap()
-    }
-
-    /// GPT-2's byte-to-unicode map.
-    fn byte_char(b: u8) -> char {
-        let printable = |b: u8| {
-            (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b)
-        };
-        if printable(b) {
-            return char::from(b);
-        }
-        let n = (0..b).filter(|&x| !printable(x)).count() as u32;
-        char::from_u32(256 + n).unwrap()
     }
 
     #[test]

@@ -216,3 +216,36 @@ fn logits_and_greedy_tokens_match_transformers() {
         );
     }
 }
+
+/// The step policy on the real model: a greedy step for the chat prompt is the reference greedy
+/// continuation up to EOS, with its exact tokens.
+#[test]
+fn greedy_step_on_the_real_model() {
+    use burn::prelude::Device;
+    use ponder_engine::{ExpandRequest, NodeId, PathRef, Policy, Problem, StepRule, Tree, TreeId};
+    use ponder_policies::llama::Llama;
+    use ponder_policies::step_policy::{LlamaPolicy, Sampling};
+    let Some(path) = model() else { return };
+    let g = Gguf::open(&path).unwrap();
+    let m = Llama::from_gguf(&g, &Device::flex()).unwrap();
+    let t = Tokenizer::from_gguf(&g).unwrap();
+    let p = LlamaPolicy::new(m, t, StepRule::default(), Sampling::default(), true, 64);
+    let q = "What is 12 plus 30?";
+    let tree = Tree::new(TreeId(0), Problem::new("q", q), q.into(), 0, 16);
+    let steps = p
+        .propose(&[ExpandRequest {
+            path: PathRef::new(&tree, NodeId::ROOT),
+            k: 1,
+            seed: 0,
+            to_end: false,
+            greedy: true,
+        }])
+        .unwrap();
+    let s = &steps[0][0];
+    let want: Vec<u32> = ids(&logits_reference()[0]["greedy32"]);
+    let eos = want.iter().position(|&x| x == 2).unwrap();
+    assert_eq!(s.tokens.as_deref(), Some(&want[..eos]), "{:?}", s.text);
+    assert!(s.finished, "EOS ends the solution");
+    // A 135M model: fluent, and wrong.
+    assert_eq!(s.text, "12 + 30 = 32.");
+}

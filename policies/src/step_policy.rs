@@ -1,0 +1,406 @@
+//! [`LlamaPolicy`]: the engine's [`Policy`] on the in-process Llama decoder. It generates one
+//! reasoning step per candidate (until the [`StepRule`] cuts, EOS, or the token cap), samples
+//! with an explicit seed, returns the exact token ids and their summed log-probability, and keeps
+//! a tree-shared KV cache: the keys and values of a path's prefix are stored under its
+//! [`PathKey`], so expanding a child reuses its ancestors' entries instead of re-encoding the
+//! prompt and prefix.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ponder_engine::rng::{Rng, mix};
+use ponder_engine::{
+    BoxError, ExpandRequest, NodeId, PathKey, PathRef, Policy, Step, StepRule, TreeId,
+};
+
+use crate::error::{Error, Result};
+use crate::llama::{KvCache, Llama, to_vec};
+use crate::tokenizer::Tokenizer;
+
+/// Sampling settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sampling {
+    /// Temperature (0 = greedy).
+    pub temperature: f32,
+    /// Nucleus sampling mass (1 = off).
+    pub top_p: f32,
+    /// Keep only the k most likely tokens (0 = off).
+    pub top_k: usize,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+        }
+    }
+}
+
+/// Counters of the KV cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Tokens run through the model.
+    pub computed: u64,
+    /// Prefix tokens whose keys and values came from the cache.
+    pub reused: u64,
+    /// Entries dropped to stay under the limit.
+    pub evicted: u64,
+}
+
+struct Entry {
+    cache: KvCache,
+    /// Logits of the last position, `[vocab]`.
+    logits: Vec<f32>,
+    tokens: Vec<u32>,
+    last_used: u64,
+}
+
+/// The step policy over a loaded [`Llama`].
+pub struct LlamaPolicy {
+    model: Llama,
+    tokenizer: Tokenizer,
+    rule: StepRule,
+    sampling: Sampling,
+    chat: bool,
+    max_entries: usize,
+    store: Mutex<HashMap<PathKey, Entry>>,
+    clock: AtomicU64,
+    computed: AtomicU64,
+    reused: AtomicU64,
+    evicted: AtomicU64,
+}
+
+impl std::fmt::Debug for LlamaPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlamaPolicy")
+            .field("rule", &self.rule)
+            .field("sampling", &self.sampling)
+            .finish()
+    }
+}
+
+impl LlamaPolicy {
+    /// A policy generating steps cut by `rule`. With `chat`, the task prompt is wrapped in the
+    /// tokenizer's chat template as the user turn. `max_entries` bounds the KV cache (paths).
+    pub fn new(
+        model: Llama,
+        tokenizer: Tokenizer,
+        rule: StepRule,
+        sampling: Sampling,
+        chat: bool,
+        max_entries: usize,
+    ) -> Self {
+        LlamaPolicy {
+            model,
+            tokenizer,
+            rule,
+            sampling,
+            chat,
+            max_entries: max_entries.max(1),
+            store: Mutex::new(HashMap::new()),
+            clock: AtomicU64::new(0),
+            computed: AtomicU64::new(0),
+            reused: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+        }
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Cache counters so far.
+    pub fn cache_stats(&self) -> CacheStats {
+        // Relaxed: statistics counters.
+        CacheStats {
+            computed: self.computed.load(Ordering::Relaxed),
+            reused: self.reused.load(Ordering::Relaxed),
+            evicted: self.evicted.load(Ordering::Relaxed),
+        }
+    }
+
+    fn tick(&self) -> u64 {
+        // Relaxed: an LRU clock; only its order matters.
+        self.clock.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The prompt's tokens (chat-wrapped if configured).
+    fn prompt_tokens(&self, path: &PathRef<'_>) -> Result<Vec<u32>> {
+        let text = if self.chat {
+            self.tokenizer.chat().render(None, path.prompt())
+        } else {
+            path.prompt().to_string()
+        };
+        self.tokenizer.encode(&text)
+    }
+
+    /// A step's tokens: the ones it was generated with, or its text re-tokenised.
+    fn step_tokens(&self, s: &Step) -> Result<Vec<u32>> {
+        match &s.tokens {
+            Some(t) => Ok(t.clone()),
+            None => self.tokenizer.encode(&s.text),
+        }
+    }
+
+    /// The KV cache and last logits after the whole path, built from the deepest cached
+    /// ancestor and stored under the path's key.
+    fn prefix(&self, path: &PathRef<'_>) -> Result<(KvCache, Vec<f32>, u64)> {
+        let tree = path.tree();
+        let nodes = tree.path_to(path.node());
+        // Token runs: the prompt at the root, then each node's step.
+        let mut runs: Vec<Vec<u32>> = Vec::with_capacity(nodes.len());
+        runs.push(self.prompt_tokens(path)?);
+        for &n in &nodes[1..] {
+            runs.push(self.step_tokens(&tree.data(n).step)?);
+        }
+        let key = |n: NodeId| PathKey {
+            tree: tree.id(),
+            node: n,
+        };
+        // The deepest ancestor (or the node itself) already in the store.
+        let mut start = None;
+        {
+            let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+            for (i, &n) in nodes.iter().enumerate().rev() {
+                if let Some(e) = store.get_mut(&key(n)) {
+                    e.last_used = self.tick();
+                    start = Some((i, e.cache.clone(), e.logits.clone(), e.tokens.len()));
+                    break;
+                }
+            }
+        }
+        let (mut cache, mut logits, from, reused) = match start {
+            Some((i, c, l, len)) => (c, l, i + 1, len as u64),
+            None => (self.model.new_cache(1), Vec::new(), 0, 0),
+        };
+        let mut tokens: Vec<u32> = runs[..from].iter().flatten().copied().collect();
+        for (i, run) in runs.iter().enumerate().skip(from) {
+            if !run.is_empty() {
+                let out = self.model.forward(std::slice::from_ref(run), &mut cache)?;
+                let [_, t, v] = out.dims();
+                logits = to_vec(out.slice([0..1, t - 1..t, 0..v]).reshape([v]))?;
+                // Relaxed: statistics counters.
+                self.computed.fetch_add(run.len() as u64, Ordering::Relaxed);
+            }
+            tokens.extend_from_slice(run);
+            self.remember(key(nodes[i]), &cache, &logits, &tokens);
+        }
+        // Relaxed: statistics counters.
+        self.reused.fetch_add(reused, Ordering::Relaxed);
+        Ok((cache, logits, reused))
+    }
+
+    fn remember(&self, k: PathKey, cache: &KvCache, logits: &[f32], tokens: &[u32]) {
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.tick();
+        store.insert(
+            k,
+            Entry {
+                cache: cache.clone(),
+                logits: logits.to_vec(),
+                tokens: tokens.to_vec(),
+                last_used: now,
+            },
+        );
+        while store.len() > self.max_entries {
+            let oldest = *store
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k)
+                .expect("store is not empty");
+            store.remove(&oldest);
+            // Relaxed: statistics counter.
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Samples one step after the prefix.
+    fn sample_step(
+        &self,
+        cache: KvCache,
+        logits: &[f32],
+        req: &ExpandRequest<'_>,
+        j: u32,
+        reused: u64,
+    ) -> Result<Step> {
+        let mut rng = Rng::new(mix(req.seed, u64::from(j)));
+        let mut cache = cache;
+        let mut logits = logits.to_vec();
+        let mut tokens = Vec::new();
+        let mut logprob = 0.0f64;
+        let eos = self.tokenizer.eos();
+        let cap = if req.to_end {
+            self.rule.max_tokens.saturating_mul(8)
+        } else {
+            self.rule.max_tokens
+        };
+        let mut finished = false;
+        while (tokens.len() as u32) < cap.max(1) {
+            let greedy = req.greedy || self.sampling.temperature <= 0.0;
+            let next = pick(&logits, &self.sampling, greedy, &mut rng);
+            logprob += f64::from(log_softmax_at(&logits, next));
+            if Some(next as u32) == eos {
+                finished = true;
+                break;
+            }
+            tokens.push(next as u32);
+            let text = self.tokenizer.decode(&tokens)?;
+            if let Some(cut) = self.rule.cut(&text)
+                && (cut.finished || !req.to_end)
+            {
+                finished |= cut.finished;
+                break;
+            }
+            let out = self.model.forward(&[vec![next as u32]], &mut cache)?;
+            let v = self.model.config().vocab;
+            logits = to_vec(out.reshape([v]))?;
+            // Relaxed: statistics counter.
+            self.computed.fetch_add(1, Ordering::Relaxed);
+        }
+        let text = self.tokenizer.decode(&tokens)?;
+        Ok(Step {
+            n_tokens: tokens.len() as u32,
+            text,
+            tokens: Some(tokens),
+            logprob: logprob as f32,
+            finished,
+            reused_tokens: reused as u32,
+            cache_key: None,
+        })
+    }
+}
+
+/// Log-softmax of `logits` at `i`.
+fn log_softmax_at(logits: &[f32], i: usize) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&x| f64::from(x - max).exp()).sum();
+    (f64::from(logits[i] - max) - sum.ln()) as f32
+}
+
+/// Picks the next token: argmax, or a draw from the tempered, top-k / top-p filtered
+/// distribution.
+fn pick(logits: &[f32], s: &Sampling, greedy: bool, rng: &mut Rng) -> usize {
+    if greedy {
+        return logits
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+            .map_or(0, |(i, _)| i);
+    }
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_unstable_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    if s.top_k > 0 {
+        order.truncate(s.top_k);
+    }
+    let t = f64::from(s.temperature.max(1e-4));
+    let max = f64::from(logits[order[0]]);
+    let mut probs: Vec<f64> = order
+        .iter()
+        .map(|&i| ((f64::from(logits[i]) - max) / t).exp())
+        .collect();
+    let total: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+    if s.top_p < 1.0 {
+        let mut acc = 0.0;
+        let keep = probs
+            .iter()
+            .position(|&p| {
+                acc += p;
+                acc >= f64::from(s.top_p)
+            })
+            .map_or(probs.len(), |i| i + 1);
+        probs.truncate(keep);
+        order.truncate(keep);
+        let total: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= total);
+    }
+    let mut u = rng.next_f64();
+    for (i, p) in order.iter().zip(&probs) {
+        if u < *p {
+            return *i;
+        }
+        u -= p;
+    }
+    *order.last().expect("at least one token")
+}
+
+impl Policy for LlamaPolicy {
+    fn name(&self) -> &str {
+        "llama"
+    }
+
+    fn propose(
+        &self,
+        requests: &[ExpandRequest<'_>],
+    ) -> std::result::Result<Vec<Vec<Step>>, BoxError> {
+        let mut out = Vec::with_capacity(requests.len());
+        for req in requests {
+            let (cache, logits, reused) = match req.path.extra() {
+                None => self.prefix(&req.path)?,
+                Some(_) => {
+                    return Err(Box::new(Error::Model(
+                        "expansion requests never carry an extra step".into(),
+                    )));
+                }
+            };
+            let steps = (0..req.k)
+                .map(|j| self.sample_step(cache.clone(), &logits, req, j, reused))
+                .collect::<Result<Vec<Step>>>()?;
+            out.push(steps);
+        }
+        Ok(out)
+    }
+
+    fn release(&self, tree: TreeId) {
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        store.retain(|k, _| k.tree != tree);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_respects_greedy_top_k_and_seeds() {
+        let logits = [0.0f32, 3.0, 1.0, 2.9];
+        let s = Sampling::default();
+        assert_eq!(pick(&logits, &s, true, &mut Rng::new(1)), 1);
+        let top1 = Sampling {
+            top_k: 1,
+            ..Sampling::default()
+        };
+        for seed in 0..20 {
+            assert_eq!(pick(&logits, &top1, false, &mut Rng::new(seed)), 1);
+        }
+        let a: Vec<usize> = (0..50)
+            .map(|i| pick(&logits, &s, false, &mut Rng::new(i)))
+            .collect();
+        let b: Vec<usize> = (0..50)
+            .map(|i| pick(&logits, &s, false, &mut Rng::new(i)))
+            .collect();
+        assert_eq!(a, b, "same seeds, same draws");
+        assert!(
+            a.contains(&3) && a.contains(&1),
+            "both likely tokens drawn: {a:?}"
+        );
+        let nucleus = Sampling {
+            top_p: 0.4,
+            ..Sampling::default()
+        };
+        for seed in 0..20 {
+            assert_eq!(pick(&logits, &nucleus, false, &mut Rng::new(seed)), 1);
+        }
+    }
+
+    #[test]
+    fn log_softmax_is_normalised() {
+        let l = [1.0f32, 2.0, 3.0];
+        let total: f64 = (0..3).map(|i| f64::from(log_softmax_at(&l, i)).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6);
+    }
+}
