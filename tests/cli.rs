@@ -3,9 +3,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Runs the binary. `search` and `generate` get `--policy synthetic` unless the test names a
+/// policy: these tests exercise the CLI on the synthetic task; `llm_*` tests use the real model.
 fn ponder(args: &[&str]) -> Output {
+    let mut args: Vec<&str> = args.to_vec();
+    if matches!(args.first(), Some(&"search") | Some(&"generate")) && !args.contains(&"--policy") {
+        args.insert(1, "--policy");
+        args.insert(2, "synthetic");
+    }
     Command::new(env!("CARGO_BIN_EXE_ponder"))
-        .args(args)
+        .args(&args)
         .env("NO_COLOR", "1")
         .output()
         .expect("ponder runs")
@@ -403,6 +410,39 @@ fn bench_latency_compares_sequential_and_parallel() {
     );
     let speedup: f64 = lines[2].strip_prefix("speedup=").unwrap().parse().unwrap();
     assert!(speedup > 0.0);
+}
+
+/// The default policy: the installed SmolLM2 answers a word problem end to end (skipped with a
+/// loud message when the model is not installed).
+#[test]
+fn llm_search_answers_a_word_problem() {
+    let model = ponder::policies::models::default_model_path();
+    if !model.exists() {
+        eprintln!(
+            "\n*** SKIPPED: the default model is not installed at {} ***\n",
+            model.display()
+        );
+        return;
+    }
+    let o = ponder(&[
+        "search",
+        "--policy",
+        "llm",
+        "If Tom has 3 apples and buys 5 more, how many?",
+        "--gold",
+        "8",
+        "--simulations",
+        "2",
+        "--max-step-tokens",
+        "16",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("answer: "), "{out}");
+    assert!(
+        out.contains("gold: 8") && out.contains("simulations=2"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! # ponder-critics
 //!
-//! Critics for ponder's engine: value, process and outcome models on Burn, rule-based answer
-//! verifiers and the arithmetic-checking tool land here in later work; for now the crate
-//! re-exports the engine's [`Critic`] contract that they implement.
+//! Critics and verifiers for ponder's engine. Today: the math word-problem task with its
+//! rule-based answer extraction and normalisation ([`math`]). The value, process and outcome
+//! models on Burn and the arithmetic-checking tool come next.
+
+pub mod math;
 
 pub use ponder_engine::{Critic, CriticKind, CriticPanel, ScoreRange};

@@ -193,13 +193,11 @@ impl Llama {
                 device,
             ))
         };
-        // GGUF stores linear weights as PyTorch does, `[out, in]`; keep them as `[in, out]`.
+        // GGUF stores linear weights as PyTorch does, `[out, in]`; transpose them once, on the
+        // host, into contiguous `[in, out]`, so every matmul reads them in place.
         let linear = |name: &str, out: usize, inp: usize| -> Result<Tensor<2>> {
-            let w: Tensor<2> = Tensor::from_data(
-                TensorData::new(load(name, &[out, inp])?, [out, inp]),
-                device,
-            );
-            Ok(w.transpose())
+            let w = transpose_host(&load(name, &[out, inp])?, out, inp);
+            Ok(Tensor::from_data(TensorData::new(w, [inp, out]), device))
         };
         let (d, hd) = (cfg.d_model, cfg.head_dim());
         let kv = cfg.n_kv_heads * hd;
@@ -219,12 +217,14 @@ impl Llama {
             });
         }
         let embed_v = load("token_embd.weight", &[cfg.vocab, d])?;
-        let embed: Tensor<2> = Tensor::from_data(TensorData::new(embed_v, [cfg.vocab, d]), device);
         let lm_head = if g.tensor("output.weight").is_some() {
             linear("output.weight", cfg.vocab, d)?
         } else {
-            embed.clone().transpose()
+            // Tied embeddings: the head is the embedding matrix, transposed once.
+            let t = transpose_host(&embed_v, cfg.vocab, d);
+            Tensor::from_data(TensorData::new(t, [d, cfg.vocab]), device)
         };
+        let embed: Tensor<2> = Tensor::from_data(TensorData::new(embed_v, [cfg.vocab, d]), device);
         let norm = t1("output_norm.weight", d)?;
         let (cos, sin) = rope_tables(&cfg, device);
         Ok(Llama {
@@ -303,19 +303,21 @@ impl Llama {
             .reshape([1, 1, t, start + t]);
         let scale = 1.0 / (hd as f32).sqrt();
         for (layer, (kc, vc)) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let h = rms_norm(x.clone(), &layer.attn_norm, self.cfg.rms_eps);
+            // Projections as 2-D matmuls over all positions: no broadcast copies of the weights.
+            let h: Tensor<2> =
+                rms_norm(x.clone(), &layer.attn_norm, self.cfg.rms_eps).reshape([b * t, d]);
             let q = h
                 .clone()
-                .matmul(layer.wq.clone().unsqueeze())
+                .matmul(layer.wq.clone())
                 .reshape([b, t, nh, hd])
                 .swap_dims(1, 2);
             let k = h
                 .clone()
-                .matmul(layer.wk.clone().unsqueeze())
+                .matmul(layer.wk.clone())
                 .reshape([b, t, nkv, hd])
                 .swap_dims(1, 2);
             let v = h
-                .matmul(layer.wv.clone().unsqueeze())
+                .matmul(layer.wv.clone())
                 .reshape([b, t, nkv, hd])
                 .swap_dims(1, 2);
             let q = self.rotate(q, &cos, &sin);
@@ -340,16 +342,18 @@ impl Llama {
             let scores =
                 scores.mask_fill(mask.clone().expand([b, nh, t, total]), f32::NEG_INFINITY);
             let attn = softmax(scores, 3).matmul(v_all);
-            let attn = attn.swap_dims(1, 2).reshape([b, t, d]);
-            x = x + attn.matmul(layer.wo.clone().unsqueeze());
-            let h = rms_norm(x.clone(), &layer.ffn_norm, self.cfg.rms_eps);
-            let gate = silu(h.clone().matmul(layer.w_gate.clone().unsqueeze()));
-            let up = h.matmul(layer.w_up.clone().unsqueeze());
-            x = x + (gate * up).matmul(layer.w_down.clone().unsqueeze());
+            let attn: Tensor<2> = attn.swap_dims(1, 2).reshape([b * t, d]);
+            x = x + attn.matmul(layer.wo.clone()).reshape([b, t, d]);
+            let h: Tensor<2> =
+                rms_norm(x.clone(), &layer.ffn_norm, self.cfg.rms_eps).reshape([b * t, d]);
+            let gate = silu(h.clone().matmul(layer.w_gate.clone()));
+            let up = h.matmul(layer.w_up.clone());
+            x = x + (gate * up).matmul(layer.w_down.clone()).reshape([b, t, d]);
         }
         cache.len = start + t;
-        let x = rms_norm(x, &self.norm, self.cfg.rms_eps);
-        Ok(x.matmul(self.lm_head.clone().unsqueeze()))
+        let x: Tensor<2> = rms_norm(x, &self.norm, self.cfg.rms_eps).reshape([b * t, d]);
+        Ok(x.matmul(self.lm_head.clone())
+            .reshape([b, t, self.cfg.vocab]))
     }
 
     /// Applies rotary embeddings to `[batch, heads, t, head_dim]` for positions given by the
@@ -416,6 +420,17 @@ impl Llama {
         let [_, t, v] = logits.dims();
         to_vec(logits.slice([0..1, t - 1..t, 0..v]).reshape([v]))
     }
+}
+
+/// `[rows, cols]` row-major to `[cols, rows]` row-major.
+fn transpose_host(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; w.len()];
+    for (r, row) in w.chunks_exact(cols).enumerate() {
+        for (c, &x) in row.iter().enumerate() {
+            t[c * rows + r] = x;
+        }
+    }
+    t
 }
 
 fn rms_norm(x: Tensor<3>, weight: &Tensor<1>, eps: f32) -> Tensor<3> {

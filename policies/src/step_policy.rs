@@ -42,12 +42,24 @@ impl Default for Sampling {
 /// Counters of the KV cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
-    /// Tokens run through the model.
+    /// Tokens run through the model (prefix and generated).
     pub computed: u64,
     /// Prefix tokens whose keys and values came from the cache.
     pub reused: u64,
+    /// Prompt + prefix tokens of every request (what a policy without a cache encodes).
+    pub prefix: u64,
+    /// Tokens generated.
+    pub generated: u64,
     /// Entries dropped to stay under the limit.
     pub evicted: u64,
+}
+
+impl CacheStats {
+    /// Forward tokens a prefix-recomputing policy would run (`prefix + generated`) over the
+    /// tokens this one ran.
+    pub fn reuse_ratio(&self) -> f64 {
+        (self.prefix + self.generated) as f64 / self.computed.max(1) as f64
+    }
 }
 
 struct Entry {
@@ -70,6 +82,8 @@ pub struct LlamaPolicy {
     clock: AtomicU64,
     computed: AtomicU64,
     reused: AtomicU64,
+    prefix_total: AtomicU64,
+    generated: AtomicU64,
     evicted: AtomicU64,
 }
 
@@ -104,6 +118,8 @@ impl LlamaPolicy {
             clock: AtomicU64::new(0),
             computed: AtomicU64::new(0),
             reused: AtomicU64::new(0),
+            prefix_total: AtomicU64::new(0),
+            generated: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
         }
     }
@@ -119,6 +135,8 @@ impl LlamaPolicy {
         CacheStats {
             computed: self.computed.load(Ordering::Relaxed),
             reused: self.reused.load(Ordering::Relaxed),
+            prefix: self.prefix_total.load(Ordering::Relaxed),
+            generated: self.generated.load(Ordering::Relaxed),
             evicted: self.evicted.load(Ordering::Relaxed),
         }
     }
@@ -191,6 +209,8 @@ impl LlamaPolicy {
         }
         // Relaxed: statistics counters.
         self.reused.fetch_add(reused, Ordering::Relaxed);
+        self.prefix_total
+            .fetch_add(tokens.len() as u64, Ordering::Relaxed);
         Ok((cache, logits, reused))
     }
 
@@ -258,8 +278,9 @@ impl LlamaPolicy {
             let out = self.model.forward(&[vec![next as u32]], &mut cache)?;
             let v = self.model.config().vocab;
             logits = to_vec(out.reshape([v]))?;
-            // Relaxed: statistics counter.
+            // Relaxed: statistics counters.
             self.computed.fetch_add(1, Ordering::Relaxed);
+            self.generated.fetch_add(1, Ordering::Relaxed);
         }
         let text = self.tokenizer.decode(&tokens)?;
         Ok(Step {
@@ -292,9 +313,20 @@ fn pick(logits: &[f32], s: &Sampling, greedy: bool, rng: &mut Rng) -> usize {
             .map_or(0, |(i, _)| i);
     }
     let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_unstable_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
-    if s.top_k > 0 {
+    let by_logit = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
+    if s.top_k > 0 && s.top_k < order.len() {
+        // Partition first: only the kept tokens get sorted.
+        order.select_nth_unstable_by(s.top_k - 1, by_logit);
         order.truncate(s.top_k);
+    }
+    if s.top_p < 1.0 || s.top_k > 0 {
+        order.sort_unstable_by(by_logit);
+    } else {
+        // Plain sampling needs no order, only the maximum for a stable softmax.
+        let best = (0..order.len())
+            .max_by(|&a, &b| by_logit(&order[b], &order[a]))
+            .unwrap_or(0);
+        order.swap(0, best);
     }
     let t = f64::from(s.temperature.max(1e-4));
     let max = f64::from(logits[order[0]]);

@@ -5,14 +5,16 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ponder::engine::config::{Algorithm, AnswerRule, BackupRule, SelectionRule};
 
-use super::config::Preset;
+use super::config::{BackendKind, PolicyKind, Preset};
 
 const ABOUT: &str = "Monte Carlo tree search over reasoning steps: better answers at test time, \
 step-level preference pairs for DPO.";
 
-const POLICY_NOTE: &str = "Until the LLM policy lands, ponder runs only the built-in synthetic \
-arithmetic task (a scripted policy and noisy-oracle critics, i.e. test doubles), e.g. \
-\"Start with 7. Add 3. Multiply by 2. What is the result?\".";
+const POLICY_NOTE: &str = "By default steps come from the in-process LLM (the installed \
+SmolLM2-135M-Instruct, or --model FILE.gguf) on math word problems; no learned critics exist yet, \
+so its search is guided only by the gold answer when one is given (--preset mcts-dpo). \
+--policy synthetic runs the built-in synthetic arithmetic task instead (a scripted policy and \
+noisy-oracle critics, i.e. test doubles), e.g. \"Start with 7. Add 3. Multiply by 2. What is the result?\".";
 
 /// The `ponder` command line.
 #[derive(Debug, Parser)]
@@ -157,6 +159,21 @@ pub(crate) struct SearchFlags {
     /// How long a batch waits to fill, milliseconds.
     #[arg(long)]
     pub(crate) max_wait_ms: Option<f64>,
+    /// Which policy proposes steps (default: the LLM).
+    #[arg(long, value_enum)]
+    pub(crate) policy: Option<PolicyKind>,
+    /// A GGUF model file (default: the installed SmolLM2-135M-Instruct).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) model: Option<PathBuf>,
+    /// CPU backend for the model.
+    #[arg(long, value_enum)]
+    pub(crate) backend: Option<BackendKind>,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long)]
+    pub(crate) temperature: Option<f32>,
+    /// Token cap per step.
+    #[arg(long)]
+    pub(crate) max_step_tokens: Option<u32>,
     /// Trees searched at once (sharing one batcher).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub(crate) parallel_trees: u32,
@@ -213,6 +230,32 @@ pub(crate) enum BenchCommand {
     /// one tree at a time with one thread (how peers step a tree) against many simulations and
     /// trees in flight through the batcher.
     Latency(BenchLatencyArgs),
+    /// The LLM policy: decoding tokens/s at batch 1 and batch N, and how much the tree-shared KV
+    /// cache saves on a search.
+    Policy(BenchPolicyArgs),
+}
+
+/// `ponder bench policy`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchPolicyArgs {
+    /// A GGUF model file (default: the installed SmolLM2-135M-Instruct).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) model: Option<PathBuf>,
+    /// CPU backend.
+    #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
+    pub(crate) backend: BackendKind,
+    /// Tokens decoded per stream.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) tokens: usize,
+    /// Streams decoded together in the batched run.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..=256))]
+    pub(crate) batch: u32,
+    /// Simulations of the KV-reuse search.
+    #[arg(long, default_value_t = 12)]
+    pub(crate) simulations: u32,
+    /// Depth limit of the KV-reuse search.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) depth: u32,
 }
 
 /// `ponder bench latency`.

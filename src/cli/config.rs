@@ -30,6 +30,90 @@ impl Preset {
     }
 }
 
+/// Which policy proposes steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PolicyKind {
+    /// The in-process LLM (a GGUF model; the installed SmolLM2-135M-Instruct by default) on math
+    /// word problems.
+    #[default]
+    Llm,
+    /// The synthetic arithmetic task's scripted policy and oracle critics (test doubles).
+    Synthetic,
+}
+
+/// The CPU backend Burn runs the model on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum BackendKind {
+    /// Burn's pure-Rust CPU backend.
+    #[default]
+    Flex,
+    /// Burn's ndarray backend (deprecated upstream, removed in Burn 0.23).
+    Ndarray,
+}
+
+/// The policy and its model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct PolicyConfig {
+    /// `llm` or `synthetic`.
+    pub(crate) kind: PolicyKind,
+    /// A GGUF file; the installed default model when absent.
+    pub(crate) model: Option<std::path::PathBuf>,
+    /// CPU backend.
+    pub(crate) backend: BackendKind,
+    /// Sampling temperature (0 = greedy).
+    pub(crate) temperature: f32,
+    /// Nucleus mass (1 = off).
+    pub(crate) top_p: f32,
+    /// Top-k (0 = off).
+    pub(crate) top_k: usize,
+    /// Wrap the task prompt in the model's chat template.
+    pub(crate) chat: bool,
+    /// Paths whose KV state the policy keeps.
+    pub(crate) cache_entries: usize,
+    /// Where a step ends.
+    pub(crate) step: ponder::engine::StepRule,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            kind: PolicyKind::Llm,
+            model: None,
+            backend: BackendKind::Flex,
+            temperature: 0.8,
+            top_p: 1.0,
+            top_k: 0,
+            chat: true,
+            cache_entries: 4096,
+            step: ponder::engine::StepRule {
+                max_tokens: 64,
+                ..ponder::engine::StepRule::default()
+            },
+        }
+    }
+}
+
+impl PolicyConfig {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(self.temperature.is_finite() && (0.0..=10.0).contains(&self.temperature)) {
+            bail!("invalid config field `policy.temperature`: must be between 0 and 10");
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            bail!("invalid config field `policy.top_p`: must be in (0, 1]");
+        }
+        if self.cache_entries == 0 {
+            bail!("invalid config field `policy.cache_entries`: must be at least 1");
+        }
+        if self.step.max_tokens == 0 || self.step.max_tokens > 4096 {
+            bail!("invalid config field `policy.step.max_tokens`: must be between 1 and 4096");
+        }
+        Ok(())
+    }
+}
+
 /// Knobs of the synthetic arithmetic world (the test-double task used until the LLM policy
 /// lands).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,6 +182,9 @@ pub(crate) struct FileConfig {
     /// Output extraction settings.
     #[serde(default)]
     pub(crate) output: OutputConfig,
+    /// The policy.
+    #[serde(default)]
+    pub(crate) policy: PolicyConfig,
     /// The synthetic world.
     #[serde(default)]
     pub(crate) synthetic: SyntheticConfig,
@@ -133,6 +220,7 @@ impl FileConfig {
             search: preset.search(),
             batch: BatchConfig::default(),
             output: OutputConfig::default(),
+            policy: PolicyConfig::default(),
             synthetic: SyntheticConfig::default(),
         }
     }
@@ -170,6 +258,7 @@ impl FileConfig {
         self.search.validate().map_err(|e| prefixed("search", e))?;
         self.batch.validate()?;
         self.output.validate()?;
+        self.policy.validate()?;
         self.synthetic.validate()?;
         Ok(())
     }

@@ -3,14 +3,107 @@
 use anyhow::Result;
 use ponder::engine::testing::bench;
 
-use crate::cli::args::{BenchCommand, BenchLatencyArgs, BenchTreeArgs};
-use crate::cli::config::FileConfig;
+use crate::cli::args::{BenchCommand, BenchLatencyArgs, BenchPolicyArgs, BenchTreeArgs};
+use crate::cli::config::{FileConfig, PolicyKind};
 
 pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Tree(a) => tree(a),
         BenchCommand::Latency(a) => latency(a),
+        BenchCommand::Policy(a) => policy(a),
     }
+}
+
+/// Decoding speed at batch 1 and batch N (greedy, after a chat prompt), then the KV reuse of a
+/// search of depth >= 5.
+fn policy(a: BenchPolicyArgs) -> Result<()> {
+    use ponder::policies::{gguf::Gguf, llama::Llama, models, tokenizer::Tokenizer};
+    use std::time::Instant;
+    let path = a.model.clone().unwrap_or_else(models::default_model_path);
+    anyhow::ensure!(
+        path.exists(),
+        "model {} not found: run scripts/setup.sh or pass --model",
+        path.display()
+    );
+    let g = Gguf::open(&path)?;
+    let device = super::run::device(a.backend);
+    let m = Llama::from_gguf(&g, &device)?;
+    let tok = Tokenizer::from_gguf(&g)?;
+    let prompt = tok.encode(&tok.chat().render(
+        None,
+        "If Tom has 3 apples and buys 5 more, how many apples does he have?",
+    ))?;
+    for batch in [1usize, a.batch as usize] {
+        let rows = vec![prompt.clone(); batch];
+        let mut cache = m.new_cache(batch);
+        let out = m.forward(&rows, &mut cache)?;
+        let v = m.config().vocab;
+        let [_, t, _] = out.dims();
+        let mut last = out.slice([0..batch, t - 1..t, 0..v]);
+        let start = Instant::now();
+        for _ in 0..a.tokens {
+            let logits = last
+                .try_into_vec_as::<f32>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let next: Vec<Vec<u32>> = logits
+                .chunks(v)
+                .map(|row| {
+                    let i = row
+                        .iter()
+                        .enumerate()
+                        .max_by(|x, y| x.1.total_cmp(y.1))
+                        .map_or(0, |(i, _)| i);
+                    vec![i as u32]
+                })
+                .collect();
+            last = m.forward(&next, &mut cache)?;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "tokens_per_sec={:.1} batch={batch}",
+            (batch * a.tokens) as f64 / secs
+        );
+    }
+    // KV reuse on a search: the LLM policy expands a tree to depth >= 5.
+    let mut cfg = FileConfig::default();
+    cfg.policy.kind = PolicyKind::Llm;
+    cfg.policy.model = Some(path);
+    cfg.policy.backend = a.backend;
+    cfg.policy.step.max_tokens = 6;
+    cfg.search.budget.simulations = a.simulations;
+    cfg.search.budget.max_depth = a.depth;
+    cfg.search.expansion.widening.c_min_root = 2;
+    cfg.search.expansion.widening.c_min = 2;
+    cfg.search.expansion.descend_to_terminal = true;
+    cfg.validate()?;
+    let policy = std::sync::Arc::new(super::run::load_llm(&cfg)?);
+    let models = ponder::engine::Models {
+        policy: policy.clone(),
+        rollout: None,
+        critics: ponder::engine::CriticPanel::new(),
+        task: std::sync::Arc::new(ponder::critics::math::MathTask::default()),
+    };
+    let problem = ponder::engine::Problem::new(
+        "bench",
+        "If Tom has 3 apples and buys 5 more, how many apples does he have?",
+    );
+    let r = ponder::engine::search(
+        problem,
+        ponder::engine::TreeId(0),
+        &cfg.search,
+        ponder::engine::Evaluator::direct(&models),
+    )?;
+    let st = policy.cache_stats();
+    println!(
+        "kv_reuse_ratio={:.2} depth={} nodes={} computed_tokens={} prefix_tokens={} generated_tokens={}",
+        st.reuse_ratio(),
+        r.stats.max_depth,
+        r.stats.nodes,
+        st.computed,
+        st.prefix,
+        st.generated
+    );
+    Ok(())
 }
 
 /// Prints one line per run (sequential, then parallel) and the speedup.

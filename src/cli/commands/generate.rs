@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use ponder::engine::extract::{self, SCHEMA_VERSION};
 
-use super::run::{check_synthetic, load_problems, models, resolve_config, run_problems};
+use super::run::{load_problems, models, resolve_config, run_problems};
 use crate::cli::args::GenerateArgs;
 
 struct Jsonl {
@@ -59,11 +59,10 @@ impl Jsonl {
 
 pub(crate) fn run(args: GenerateArgs, quiet: bool) -> Result<()> {
     let cfg = resolve_config(&args.flags)?;
-    let models = models(&cfg);
     let Some(problems) = load_problems(&args.problems)? else {
         bail!("nothing to generate from: give --dataset FILE or --synthetic N");
     };
-    check_synthetic(&problems)?;
+    let models = models(&cfg, &problems)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     // Refuse before creating anything, so a refused run leaves no empty files behind.

@@ -16,7 +16,7 @@ use ponder::engine::{
 use serde::Serialize;
 
 use crate::cli::args::{ProblemArgs, SearchFlags};
-use crate::cli::config::FileConfig;
+use crate::cli::config::{BackendKind, FileConfig, PolicyKind};
 
 /// An error and all its sources, `: `-separated.
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {
@@ -94,13 +94,91 @@ pub(crate) fn resolve_config(flags: &SearchFlags) -> Result<FileConfig> {
     if let Some(v) = flags.max_wait_ms {
         cfg.batch.max_wait_ms = v;
     }
+    if let Some(v) = flags.policy {
+        cfg.policy.kind = v;
+    }
+    if let Some(v) = &flags.model {
+        cfg.policy.model = Some(v.clone());
+    }
+    if let Some(v) = flags.backend {
+        cfg.policy.backend = v;
+    }
+    if let Some(v) = flags.temperature {
+        cfg.policy.temperature = v;
+    }
+    if let Some(v) = flags.max_step_tokens {
+        cfg.policy.step.max_tokens = v;
+    }
     cfg.validate()?;
     Ok(cfg)
 }
 
-/// The models for a resolved config (today: the synthetic test-double world).
-pub(crate) fn models(cfg: &FileConfig) -> Models {
-    synthetic::models(&cfg.synthetic.spec())
+/// The models for a resolved config: the LLM policy with the math task, or the synthetic
+/// test-double world. `problems` are checked against the task first.
+pub(crate) fn models(cfg: &FileConfig, problems: &[Problem]) -> Result<Models> {
+    match cfg.policy.kind {
+        PolicyKind::Synthetic => {
+            check_synthetic(problems)?;
+            Ok(synthetic::models(&cfg.synthetic.spec()))
+        }
+        PolicyKind::Llm => {
+            let policy = load_llm(cfg)?;
+            Ok(Models {
+                policy: std::sync::Arc::new(policy),
+                rollout: None,
+                critics: ponder::engine::CriticPanel::new(),
+                task: std::sync::Arc::new(ponder::critics::math::MathTask::default()),
+            })
+        }
+    }
+}
+
+/// The Burn device of the configured backend.
+pub(crate) fn device(kind: BackendKind) -> burn::prelude::Device {
+    match kind {
+        BackendKind::Flex => burn::prelude::Device::flex(),
+        #[allow(deprecated)] // selectable on purpose; see the README's backend measurements
+        BackendKind::Ndarray => burn::prelude::Device::ndarray(),
+    }
+}
+
+/// Loads the configured GGUF model into a step policy.
+pub(crate) fn load_llm(cfg: &FileConfig) -> Result<ponder::policies::step_policy::LlamaPolicy> {
+    use ponder::policies::{gguf::Gguf, llama::Llama, models, step_policy, tokenizer::Tokenizer};
+    let path = cfg
+        .policy
+        .model
+        .clone()
+        .unwrap_or_else(models::default_model_path);
+    if !path.exists() {
+        bail!(
+            "model {} not found: run scripts/setup.sh to install the default model, pass --model FILE.gguf, \
+             or use --policy synthetic",
+            path.display()
+        );
+    }
+    let start = Instant::now();
+    let g = Gguf::open(&path)?;
+    let model = Llama::from_gguf(&g, &device(cfg.policy.backend))?;
+    let tokenizer = Tokenizer::from_gguf(&g)?;
+    tracing::info!(model = %path.display(), secs = start.elapsed().as_secs_f64(), "model loaded");
+    let p = &cfg.policy;
+    let mut rule = p.step.clone();
+    if rule.answer_pattern.is_none() {
+        rule.answer_pattern = Some(ponder::critics::math::ANSWER_MARKER.into());
+    }
+    Ok(step_policy::LlamaPolicy::new(
+        model,
+        tokenizer,
+        rule,
+        step_policy::Sampling {
+            temperature: p.temperature,
+            top_p: p.top_p,
+            top_k: p.top_k,
+        },
+        p.chat,
+        p.cache_entries,
+    ))
 }
 
 /// Turns a dataset's answer into a gold answer: GSM8K's `#### N` keeps what follows the marker.

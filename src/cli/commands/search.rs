@@ -5,12 +5,11 @@ use std::io::Write;
 use anyhow::{Context, Result, bail};
 use ponder::engine::{Problem, SearchReport, extract};
 
-use super::run::{chain, check_synthetic, load_problems, models, resolve_config, run_problems};
+use super::run::{chain, load_problems, models, resolve_config, run_problems};
 use crate::cli::args::SearchArgs;
 
 pub(crate) fn run(args: SearchArgs, quiet: bool) -> Result<()> {
     let cfg = resolve_config(&args.flags)?;
-    let models = models(&cfg);
     let problems = match (&args.question, load_problems(&args.problems)?) {
         (Some(_), Some(_)) => bail!("give either a question or --dataset/--synthetic, not both"),
         (Some(q), None) => {
@@ -23,7 +22,7 @@ pub(crate) fn run(args: SearchArgs, quiet: bool) -> Result<()> {
             bail!("nothing to search: give a question, --dataset FILE or --synthetic N")
         }
     };
-    check_synthetic(&problems)?;
+    let models = models(&cfg, &problems)?;
     let single = problems.len() == 1;
     if !single && (args.dump_tree.is_some() || args.dot.is_some()) {
         bail!("--dump-tree and --dot need a single problem");

@@ -1,0 +1,250 @@
+//! Math word problems: the task (prompt, answer extraction, gold check) and the rule-based answer
+//! normaliser it relies on.
+//!
+//! Answers are read, in order of preference, from `The answer is …`, GSM8K's `#### …`, LaTeX
+//! `\boxed{…}`, and at a terminal without any marker, the last number of the text. Numbers are
+//! normalised before comparison: thousands separators, currency and percent signs, trailing
+//! units and full stops go; fractions and decimals compare by value (`1/2` = `0.5` = `.50`).
+
+use ponder_engine::{PathRef, Problem, Task};
+
+/// The answer marker the prompt asks for, and the step rule's answer pattern.
+pub const ANSWER_MARKER: &str = "The answer is";
+
+/// A number as an exact fraction `num/den` (den > 0), or `None` when the text is not a number.
+fn parse_number(s: &str) -> Option<(i128, i128)> {
+    let s = s.trim();
+    if let Some((a, b)) = s.split_once('/') {
+        let (n1, d1) = parse_number(a)?;
+        let (n2, d2) = parse_number(b)?;
+        if n2 == 0 {
+            return None;
+        }
+        let (num, den) = (n1.checked_mul(d2)?, d1.checked_mul(n2)?);
+        return Some(if den < 0 { (-num, -den) } else { (num, den) });
+    }
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if (int.is_empty() && frac.is_empty())
+        || !int.chars().all(|c| c.is_ascii_digit())
+        || !frac.chars().all(|c| c.is_ascii_digit())
+        || frac.len() > 18
+    {
+        return None;
+    }
+    let digits = format!("{int}{frac}");
+    let num: i128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
+    let den = 10i128.checked_pow(frac.len() as u32)?;
+    Some((if neg { -num } else { num }, den))
+}
+
+/// Normalises an answer: strips `$`, `%`, thousands separators, surrounding punctuation and
+/// trailing words (units), and writes numbers in lowest terms (`"$1,200.50"` → `"2401/2"`).
+/// Text that is not a number is returned trimmed and lower-cased.
+pub fn normalise(answer: &str) -> String {
+    let t = answer
+        .trim()
+        .trim_end_matches(['.', '!', ',', ';', ':'])
+        .trim();
+    let t = t
+        .strip_prefix("\\boxed{")
+        .and_then(|x| x.strip_suffix('}'))
+        .unwrap_or(t);
+    let cleaned: String = t
+        .chars()
+        .filter(|c| !matches!(c, '$' | '%' | ',' | '€' | '£'))
+        .collect();
+    let first = cleaned.split_whitespace().next().unwrap_or("");
+    match parse_number(first) {
+        Some((n, d)) => {
+            let g = gcd(n.unsigned_abs(), d.unsigned_abs()).max(1) as i128;
+            let (n, d) = (n / g, d / g);
+            if d == 1 {
+                n.to_string()
+            } else {
+                format!("{n}/{d}")
+            }
+        }
+        None => t.to_lowercase(),
+    }
+}
+
+fn gcd(a: u128, b: u128) -> u128 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Whether two answers are the same after [`normalise`].
+pub fn equivalent(a: &str, b: &str) -> bool {
+    normalise(a) == normalise(b)
+}
+
+/// The number-like token that ends a marker's line: `"The answer is $1,200."` → `"$1,200"`.
+fn after_marker(text: &str, marker: &str) -> Option<String> {
+    let at = text.rfind(marker)?;
+    let rest = text[at + marker.len()..].trim_start_matches([':', ' ']);
+    let line = rest.lines().next()?.trim();
+    let token: String = line
+        .split_whitespace()
+        .next()?
+        .trim_end_matches(['.', ',', '!', ';'])
+        .to_string();
+    (!token.is_empty()).then_some(token)
+}
+
+/// The last number in a text, if any.
+fn last_number(text: &str) -> Option<String> {
+    let mut last = None;
+    let mut cur = String::new();
+    for c in text.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_digit()
+            || ((c == '.' || c == ',' || c == '/') && !cur.is_empty())
+            || (c == '-' && cur.is_empty())
+        {
+            cur.push(c);
+        } else {
+            let t = cur.trim_end_matches(['.', ',', '/', '-']);
+            if t.chars().any(|c| c.is_ascii_digit()) {
+                last = Some(t.to_string());
+            }
+            cur.clear();
+        }
+    }
+    last
+}
+
+/// Reads the final answer of a solution text (see the module docs for the order).
+pub fn extract_answer(text: &str) -> Option<String> {
+    if let Some(a) = after_marker(text, ANSWER_MARKER) {
+        return Some(a);
+    }
+    if let Some(a) = after_marker(text, "####") {
+        return Some(a);
+    }
+    if let Some(at) = text.rfind("\\boxed{") {
+        let rest = &text[at + 7..];
+        let mut depth = 1;
+        for (i, c) in rest.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(rest[..i].to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+/// Grade-school math word problems for an instruct model: the prompt asks for short steps, one
+/// per line, and a final `The answer is N.`
+#[derive(Clone, Debug)]
+pub struct MathTask {
+    instruction: String,
+}
+
+impl Default for MathTask {
+    fn default() -> Self {
+        MathTask {
+            instruction: format!(
+                "Solve the problem step by step, one short step per line. End with \"{ANSWER_MARKER} N.\""
+            ),
+        }
+    }
+}
+
+impl Task for MathTask {
+    fn name(&self) -> &str {
+        "math"
+    }
+
+    fn prompt(&self, problem: &Problem) -> String {
+        format!("{}\n\n{}", problem.question, self.instruction)
+    }
+
+    fn extract_answer(&self, path_text: &str) -> Option<String> {
+        extract_answer(path_text).or_else(|| last_number(path_text))
+    }
+
+    fn is_terminal(&self, path: &PathRef<'_>) -> bool {
+        path.last_step()
+            .is_some_and(|s| s.finished || extract_answer(&s.text).is_some())
+    }
+
+    fn check(&self, answer: &str, gold: &str) -> bool {
+        equivalent(answer, gold)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_extracted_by_marker() {
+        assert_eq!(
+            extract_answer("so 3+5=8.\nThe answer is 8.").as_deref(),
+            Some("8")
+        );
+        assert_eq!(
+            extract_answer("The answer is: $1,200.").as_deref(),
+            Some("$1,200")
+        );
+        assert_eq!(extract_answer("blah\n#### 42").as_deref(), Some("42"));
+        assert_eq!(
+            extract_answer("so \\boxed{\\frac{1}{2}} done").as_deref(),
+            Some("\\frac{1}{2}")
+        );
+        assert_eq!(extract_answer("no marker 12 and 13"), None);
+        assert_eq!(
+            last_number("no marker 12 and 1,300.").as_deref(),
+            Some("1,300")
+        );
+        assert_eq!(last_number("it is -7."), Some("-7".into()));
+    }
+
+    #[test]
+    fn numbers_normalise_by_value() {
+        for (a, b) in [
+            ("$1,200", "1200"),
+            ("1200.00", "1200"),
+            ("0.5", "1/2"),
+            (".50", "2/4"),
+            ("50%", "50"),
+            ("-3", "-3.0"),
+            ("42 apples", "42"),
+            ("7.", "7"),
+        ] {
+            assert!(
+                equivalent(a, b),
+                "{a} vs {b}: {} {}",
+                normalise(a),
+                normalise(b)
+            );
+        }
+        assert!(!equivalent("42", "43"));
+        assert!(!equivalent("1/3", "0.33"));
+        assert_eq!(normalise("Paris."), "paris");
+    }
+
+    #[test]
+    fn task_checks_answers() {
+        let t = MathTask::default();
+        assert!(t.check("8", "8.0"));
+        assert!(
+            t.prompt(&Problem::new("p", "What is 2+2?"))
+                .contains(ANSWER_MARKER)
+        );
+        assert_eq!(t.extract_answer("2 + 2 = 4").as_deref(), Some("4"));
+    }
+}
