@@ -154,6 +154,19 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The same cache for `n` copies of each sequence (batch `b` becomes `b·n`): candidates that
+    /// share a prefix decode together.
+    pub fn repeat(&self, n: usize) -> KvCache {
+        KvCache {
+            layers: self
+                .layers
+                .iter()
+                .map(|(k, v)| (k.clone().repeat_dim(0, n), v.clone().repeat_dim(0, n)))
+                .collect(),
+            len: self.len,
+        }
+    }
 }
 
 /// The decoder with its weights.

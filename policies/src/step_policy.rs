@@ -238,60 +238,102 @@ impl LlamaPolicy {
         }
     }
 
-    /// Samples one step after the prefix.
-    fn sample_step(
+    /// Samples the request's `k` candidate steps after the prefix, decoding them together as
+    /// one batch (they share the prefix, so their sequences stay the same length); candidate `j`
+    /// draws from its own seeded stream, so its step does not depend on the others.
+    fn sample_steps(
         &self,
-        cache: KvCache,
+        cache: &KvCache,
         logits: &[f32],
         req: &ExpandRequest<'_>,
-        j: u32,
         reused: u64,
-    ) -> Result<Step> {
-        let mut rng = Rng::new(mix(req.seed, u64::from(j)));
-        let mut cache = cache;
-        let mut logits = logits.to_vec();
-        let mut tokens = Vec::new();
-        let mut logprob = 0.0f64;
+    ) -> Result<Vec<Step>> {
+        struct Cand {
+            rng: Rng,
+            tokens: Vec<u32>,
+            logprob: f64,
+            finished: bool,
+            done: bool,
+        }
+        let k = req.k as usize;
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let vocab = self.model.config().vocab;
         let eos = self.tokenizer.eos();
         let cap = if req.to_end {
             self.rule.max_tokens.saturating_mul(8)
         } else {
             self.rule.max_tokens
-        };
-        let mut finished = false;
-        while (tokens.len() as u32) < cap.max(1) {
-            let greedy = req.greedy || self.sampling.temperature <= 0.0;
-            let next = pick(&logits, &self.sampling, greedy, &mut rng);
-            logprob += f64::from(log_softmax_at(&logits, next));
-            if Some(next as u32) == eos {
-                finished = true;
-                break;
-            }
-            tokens.push(next as u32);
-            let text = self.tokenizer.decode(&tokens)?;
-            if let Some(cut) = self.rule.cut(&text)
-                && (cut.finished || !req.to_end)
-            {
-                finished |= cut.finished;
-                break;
-            }
-            let out = self.model.forward(&[vec![next as u32]], &mut cache)?;
-            let v = self.model.config().vocab;
-            logits = to_vec(out.reshape([v]))?;
-            // Relaxed: statistics counters.
-            self.computed.fetch_add(1, Ordering::Relaxed);
-            self.generated.fetch_add(1, Ordering::Relaxed);
         }
-        let text = self.tokenizer.decode(&tokens)?;
-        Ok(Step {
-            n_tokens: tokens.len() as u32,
-            text,
-            tokens: Some(tokens),
-            logprob: logprob as f32,
-            finished,
-            reused_tokens: reused as u32,
-            cache_key: None,
-        })
+        .max(1) as usize;
+        let greedy = req.greedy || self.sampling.temperature <= 0.0;
+        let mut cands: Vec<Cand> = (0..k)
+            .map(|j| Cand {
+                rng: Rng::new(mix(req.seed, j as u64)),
+                tokens: Vec::new(),
+                logprob: 0.0,
+                finished: false,
+                done: false,
+            })
+            .collect();
+        let mut cache = if k == 1 {
+            cache.clone()
+        } else {
+            cache.repeat(k)
+        };
+        let mut rows: Vec<Vec<f32>> = vec![logits.to_vec(); k];
+        loop {
+            let mut inputs = Vec::with_capacity(k);
+            let mut active = 0u64;
+            for (c, row) in cands.iter_mut().zip(&rows) {
+                if !c.done {
+                    let next = pick(row, &self.sampling, greedy, &mut c.rng);
+                    c.logprob += f64::from(log_softmax_at(row, next));
+                    if Some(next as u32) == eos {
+                        c.finished = true;
+                        c.done = true;
+                    } else {
+                        c.tokens.push(next as u32);
+                        let text = self.tokenizer.decode(&c.tokens)?;
+                        if let Some(cut) = self.rule.cut(&text)
+                            && (cut.finished || !req.to_end)
+                        {
+                            c.finished |= cut.finished;
+                            c.done = true;
+                        } else if c.tokens.len() >= cap {
+                            c.done = true;
+                        }
+                    }
+                }
+                active += u64::from(!c.done);
+                // Finished rows keep the batch rectangular with a token whose output is ignored.
+                inputs.push(vec![c.tokens.last().copied().unwrap_or(0)]);
+            }
+            if active == 0 {
+                break;
+            }
+            let out = self.model.forward(&inputs, &mut cache)?;
+            let flat = to_vec(out.reshape([k * vocab]))?;
+            rows = flat.chunks_exact(vocab).map(<[f32]>::to_vec).collect();
+            // Relaxed: statistics counters.
+            self.computed.fetch_add(active, Ordering::Relaxed);
+            self.generated.fetch_add(active, Ordering::Relaxed);
+        }
+        cands
+            .into_iter()
+            .map(|c| {
+                Ok(Step {
+                    n_tokens: c.tokens.len() as u32,
+                    text: self.tokenizer.decode(&c.tokens)?,
+                    tokens: Some(c.tokens),
+                    logprob: c.logprob as f32,
+                    finished: c.finished,
+                    reused_tokens: reused as u32,
+                    cache_key: None,
+                })
+            })
+            .collect()
     }
 }
 
@@ -379,10 +421,7 @@ impl Policy for LlamaPolicy {
                     )));
                 }
             };
-            let steps = (0..req.k)
-                .map(|j| self.sample_step(cache.clone(), &logits, req, j, reused))
-                .collect::<Result<Vec<Step>>>()?;
-            out.push(steps);
+            out.push(self.sample_steps(&cache, &logits, req, reused)?);
         }
         Ok(out)
     }

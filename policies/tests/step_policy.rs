@@ -104,6 +104,10 @@ fn proposals_keep_the_contract_and_repeat_with_the_seed() {
         "the second call reused the prompt's cache"
     );
     assert_ne!(a[0], a[1], "different seeds, different steps");
+    // Candidates decode as one batch, each from its own stream: candidate 0 of three is the
+    // candidate of a single-candidate request with the same seed.
+    let single = p.propose(&[ExpandRequest { k: 1, ..req(1) }]).unwrap();
+    assert_eq!(core(&single)[0][0], core(&a)[0][0]);
     // Greedy candidates are all the same.
     let g = p
         .propose(&[ExpandRequest {
