@@ -413,7 +413,7 @@ impl Llama {
         for _ in 0..n {
             let [_, t, v] = logits.dims();
             let last: Tensor<1> = logits.slice([0..1, t - 1..t, 0..v]).reshape([v]);
-            let next = argmax(&last);
+            let next = argmax(last)?;
             out.push(next);
             if Some(next) == eos {
                 break;
@@ -476,13 +476,13 @@ pub(crate) fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
         .map_err(|e| Error::Model(format!("reading a tensor back: {e:?}")))
 }
 
-fn argmax(logits: &Tensor<1>) -> u32 {
-    let v = to_vec(logits.clone()).unwrap_or_default();
+fn argmax(logits: Tensor<1>) -> Result<u32> {
+    let v = to_vec(logits)?;
     let mut best = 0;
     for (i, &x) in v.iter().enumerate() {
         if x > v[best] {
             best = i;
         }
     }
-    best as u32
+    Ok(best as u32)
 }
