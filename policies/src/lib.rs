@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod gguf;
+pub mod hf;
 pub mod llama;
 pub mod models;
 pub mod step_policy;

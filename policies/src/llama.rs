@@ -7,8 +7,118 @@
 use burn::prelude::*;
 use burn::tensor::activation::{silu, softmax};
 
+use std::path::Path;
+
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
+
+/// Tensor names of one checkpoint layout.
+struct Names {
+    layer: &'static str,
+    attn_norm: &'static str,
+    q: &'static str,
+    k: &'static str,
+    v: &'static str,
+    o: &'static str,
+    ffn_norm: &'static str,
+    gate: &'static str,
+    up: &'static str,
+    down: &'static str,
+    embed: &'static str,
+    head: &'static str,
+    norm: &'static str,
+}
+
+impl Names {
+    const GGUF: Names = Names {
+        layer: "blk.",
+        attn_norm: "attn_norm",
+        q: "attn_q",
+        k: "attn_k",
+        v: "attn_v",
+        o: "attn_output",
+        ffn_norm: "ffn_norm",
+        gate: "ffn_gate",
+        up: "ffn_up",
+        down: "ffn_down",
+        embed: "token_embd.weight",
+        head: "output.weight",
+        norm: "output_norm.weight",
+    };
+    const HF: Names = Names {
+        layer: "model.layers.",
+        attn_norm: "input_layernorm",
+        q: "self_attn.q_proj",
+        k: "self_attn.k_proj",
+        v: "self_attn.v_proj",
+        o: "self_attn.o_proj",
+        ffn_norm: "post_attention_layernorm",
+        gate: "mlp.gate_proj",
+        up: "mlp.up_proj",
+        down: "mlp.down_proj",
+        embed: "model.embed_tokens.weight",
+        head: "lm_head.weight",
+        norm: "model.norm.weight",
+    };
+}
+
+/// A tensor as loaded: row-major shape and f32 values.
+type Loaded = (Vec<usize>, Vec<f32>);
+
+/// Where weights come from: a name → tensor lookup, `None` if absent.
+struct Source<'a> {
+    path: &'a Path,
+    names: Names,
+    load: &'a dyn Fn(&str) -> Result<Option<Loaded>>,
+}
+
+/// Reads an HF `config.json` (Llama, Mistral, Qwen2).
+fn hf_config(dir: &Path) -> Result<LlamaConfig> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Tensor {
+        path: path.clone(),
+        name: "config.json".into(),
+        message: format!("not valid JSON: {e}"),
+    })?;
+    let model_type = v["model_type"].as_str().unwrap_or_default();
+    if !matches!(model_type, "llama" | "mistral" | "qwen2") {
+        return Err(Error::Tensor {
+            path,
+            name: "model_type".into(),
+            message: format!("`{model_type}` is not supported (llama, mistral, qwen2)"),
+        });
+    }
+    let u = |k: &str| -> Result<usize> {
+        v[k].as_u64()
+            .map(|x| x as usize)
+            .ok_or_else(|| Error::MissingMetadata {
+                path: path.clone(),
+                key: k.into(),
+            })
+    };
+    let n_heads = u("num_attention_heads")?;
+    Ok(LlamaConfig {
+        vocab: u("vocab_size")?,
+        d_model: u("hidden_size")?,
+        n_layers: u("num_hidden_layers")?,
+        n_heads,
+        n_kv_heads: v["num_key_value_heads"]
+            .as_u64()
+            .map_or(n_heads, |x| x as usize),
+        ffn: u("intermediate_size")?,
+        rope_base: v["rope_theta"].as_f64().unwrap_or(10_000.0) as f32,
+        rms_eps: v["rms_norm_eps"].as_f64().unwrap_or(1e-6) as f32,
+        rope: Rope::Half,
+        max_seq: v["max_position_embeddings"]
+            .as_u64()
+            .map_or(4096, |x| x as usize)
+            .min(8192),
+    })
+}
 
 /// How rotary embeddings pair up the dimensions of a head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +240,10 @@ struct Layer {
     wq: Tensor<2>,
     wk: Tensor<2>,
     wv: Tensor<2>,
+    /// Q/K/V biases (Qwen2).
+    bq: Option<Tensor<1>>,
+    bk: Option<Tensor<1>>,
+    bv: Option<Tensor<1>>,
     wo: Tensor<2>,
     ffn_norm: Tensor<1>,
     w_gate: Tensor<2>,
@@ -189,11 +303,46 @@ impl Llama {
     /// Missing tensors or metadata, shapes that disagree with the metadata, unsupported types.
     pub fn from_gguf(g: &Gguf, device: &Device) -> Result<Self> {
         let cfg = LlamaConfig::from_gguf(g)?;
+        let load = |name: &str| match g.tensor(name) {
+            None => Ok(None),
+            Some(_) => g.tensor_f32(name).map(Some),
+        };
+        let source = Source {
+            path: g.path(),
+            names: Names::GGUF,
+            load: &load,
+        };
+        Self::build(cfg, &source, device)
+    }
+
+    /// Loads an HF checkpoint folder (`config.json` + `*.safetensors`, Llama, Mistral or Qwen2
+    /// layout) onto `device`; its Q/K weights use the rotate-half rotary layout.
+    ///
+    /// # Errors
+    /// A missing or malformed `config.json`, unsupported `model_type`, unreadable or malformed
+    /// safetensors, missing tensors, wrong shapes.
+    pub fn from_hf_dir(dir: &Path, device: &Device) -> Result<Self> {
+        let cfg = hf_config(dir)?;
+        let files = crate::hf::Safetensors::open_dir(dir)?;
+        let load = |name: &str| files.tensor_f32(name);
+        let source = Source {
+            path: dir,
+            names: Names::HF,
+            load: &load,
+        };
+        Self::build(cfg, &source, device)
+    }
+
+    fn build(cfg: LlamaConfig, src: &Source<'_>, device: &Device) -> Result<Self> {
         let load = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-            let (s, v) = g.tensor_f32(name)?;
+            let (s, v) = (src.load)(name)?.ok_or_else(|| Error::Tensor {
+                path: src.path.to_path_buf(),
+                name: name.into(),
+                message: "not in the checkpoint".into(),
+            })?;
             if s != shape {
                 return Err(Error::Tensor {
-                    path: g.path().to_path_buf(),
+                    path: src.path.to_path_buf(),
                     name: name.into(),
                     message: format!("shape {s:?}, expected {shape:?}"),
                 });
@@ -206,39 +355,50 @@ impl Llama {
                 device,
             ))
         };
-        // GGUF stores linear weights as PyTorch does, `[out, in]`; transpose them once, on the
-        // host, into contiguous `[in, out]`, so every matmul reads them in place.
+        let bias = |name: &str, n: usize| -> Result<Option<Tensor<1>>> {
+            match (src.load)(name)? {
+                None => Ok(None),
+                Some(_) => t1(name, n).map(Some),
+            }
+        };
+        // Checkpoints store linear weights as PyTorch does, `[out, in]`; transpose them once, on
+        // the host, into contiguous `[in, out]`, so every matmul reads them in place.
         let linear = |name: &str, out: usize, inp: usize| -> Result<Tensor<2>> {
             let w = transpose_host(&load(name, &[out, inp])?, out, inp);
             Ok(Tensor::from_data(TensorData::new(w, [inp, out]), device))
         };
         let (d, hd) = (cfg.d_model, cfg.head_dim());
         let kv = cfg.n_kv_heads * hd;
+        let n = &src.names;
         let mut layers = Vec::with_capacity(cfg.n_layers);
         for i in 0..cfg.n_layers {
-            let p = |s: &str| format!("blk.{i}.{s}.weight");
+            let w = |part: &str| format!("{}{i}.{part}.weight", n.layer);
+            let b = |part: &str| format!("{}{i}.{part}.bias", n.layer);
             layers.push(Layer {
-                attn_norm: t1(&p("attn_norm"), d)?,
-                wq: linear(&p("attn_q"), d, d)?,
-                wk: linear(&p("attn_k"), kv, d)?,
-                wv: linear(&p("attn_v"), kv, d)?,
-                wo: linear(&p("attn_output"), d, d)?,
-                ffn_norm: t1(&p("ffn_norm"), d)?,
-                w_gate: linear(&p("ffn_gate"), cfg.ffn, d)?,
-                w_up: linear(&p("ffn_up"), cfg.ffn, d)?,
-                w_down: linear(&p("ffn_down"), d, cfg.ffn)?,
+                attn_norm: t1(&w(n.attn_norm), d)?,
+                wq: linear(&w(n.q), d, d)?,
+                wk: linear(&w(n.k), kv, d)?,
+                wv: linear(&w(n.v), kv, d)?,
+                bq: bias(&b(n.q), d)?,
+                bk: bias(&b(n.k), kv)?,
+                bv: bias(&b(n.v), kv)?,
+                wo: linear(&w(n.o), d, d)?,
+                ffn_norm: t1(&w(n.ffn_norm), d)?,
+                w_gate: linear(&w(n.gate), cfg.ffn, d)?,
+                w_up: linear(&w(n.up), cfg.ffn, d)?,
+                w_down: linear(&w(n.down), d, cfg.ffn)?,
             });
         }
-        let embed_v = load("token_embd.weight", &[cfg.vocab, d])?;
-        let lm_head = if g.tensor("output.weight").is_some() {
-            linear("output.weight", cfg.vocab, d)?
+        let embed_v = load(n.embed, &[cfg.vocab, d])?;
+        let lm_head = if (src.load)(n.head)?.is_some() {
+            linear(n.head, cfg.vocab, d)?
         } else {
             // Tied embeddings: the head is the embedding matrix, transposed once.
             let t = transpose_host(&embed_v, cfg.vocab, d);
             Tensor::from_data(TensorData::new(t, [d, cfg.vocab]), device)
         };
         let embed: Tensor<2> = Tensor::from_data(TensorData::new(embed_v, [cfg.vocab, d]), device);
-        let norm = t1("output_norm.weight", d)?;
+        let norm = t1(n.norm, d)?;
         let (cos, sin) = rope_tables(&cfg, device);
         Ok(Llama {
             cfg,
@@ -319,18 +479,20 @@ impl Llama {
             // Projections as 2-D matmuls over all positions: no broadcast copies of the weights.
             let h: Tensor<2> =
                 rms_norm(x.clone(), &layer.attn_norm, self.cfg.rms_eps).reshape([b * t, d]);
-            let q = h
-                .clone()
-                .matmul(layer.wq.clone())
+            let proj = |w: &Tensor<2>, bias: &Option<Tensor<1>>| -> Tensor<2> {
+                let y = h.clone().matmul(w.clone());
+                match bias {
+                    Some(b) => y + b.clone().unsqueeze(),
+                    None => y,
+                }
+            };
+            let q = proj(&layer.wq, &layer.bq)
                 .reshape([b, t, nh, hd])
                 .swap_dims(1, 2);
-            let k = h
-                .clone()
-                .matmul(layer.wk.clone())
+            let k = proj(&layer.wk, &layer.bk)
                 .reshape([b, t, nkv, hd])
                 .swap_dims(1, 2);
-            let v = h
-                .matmul(layer.wv.clone())
+            let v = proj(&layer.wv, &layer.bv)
                 .reshape([b, t, nkv, hd])
                 .swap_dims(1, 2);
             let q = self.rotate(q, &cos, &sin);

@@ -197,6 +197,29 @@ impl Tokenizer {
         })
     }
 
+    /// The tokenizer of an HF checkpoint folder: `tokenizer.json`, special tokens from
+    /// `config.json` (`bos_token_id`, `eos_token_id`), the chat template from
+    /// `tokenizer_config.json` when present.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Tokenizer`].
+    pub fn from_hf_dir(dir: &Path) -> Result<Self> {
+        let json = |name: &str| -> Option<serde_json::Value> {
+            let text = std::fs::read_to_string(dir.join(name)).ok()?;
+            serde_json::from_str(&text).ok()
+        };
+        let config = json("config.json").unwrap_or_default();
+        let id = |k: &str| config[k].as_u64().map(|v| v as u32);
+        let template = json("tokenizer_config.json")
+            .and_then(|c| c["chat_template"].as_str().map(str::to_string));
+        Self::from_file(
+            &dir.join("tokenizer.json"),
+            id("bos_token_id"),
+            id("eos_token_id"),
+            ChatTemplate::from_jinja(template.as_deref()),
+        )
+    }
+
     /// Token ids of `text`; special tokens written in the text (`<|im_start|>`) are recognised,
     /// none are added.
     ///

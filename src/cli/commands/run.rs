@@ -158,9 +158,18 @@ pub(crate) fn load_llm(cfg: &FileConfig) -> Result<ponder::policies::step_policy
         );
     }
     let start = Instant::now();
-    let g = Gguf::open(&path)?;
-    let model = Llama::from_gguf(&g, &device(cfg.policy.backend))?;
-    let tokenizer = Tokenizer::from_gguf(&g)?;
+    let (model, tokenizer) = if path.is_dir() {
+        (
+            Llama::from_hf_dir(&path, &device(cfg.policy.backend))?,
+            Tokenizer::from_hf_dir(&path)?,
+        )
+    } else {
+        let g = Gguf::open(&path)?;
+        (
+            Llama::from_gguf(&g, &device(cfg.policy.backend))?,
+            Tokenizer::from_gguf(&g)?,
+        )
+    };
     tracing::info!(model = %path.display(), secs = start.elapsed().as_secs_f64(), "model loaded");
     let p = &cfg.policy;
     let mut rule = p.step.clone();
