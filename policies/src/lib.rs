@@ -1,11 +1,12 @@
 //! # ponder-policies
 //!
-//! Language-model policies for ponder's engine. Today: the GGUF reader ([`gguf`]), the tokenizer
-//! built from a GGUF's metadata ([`tokenizer`]) and the Llama-family decoder on Burn
-//! ([`llama`]), logit-for-logit equal to HF transformers on the default model. The step policy
-//! with the tree-shared KV cache, HF checkpoint loading, the OpenAI-compatible client and DPO
-//! training come next.
+//! Language-model policies for ponder's engine: the GGUF reader ([`gguf`]) and HF checkpoint
+//! folders ([`hf`]), the tokenizer built from either ([`tokenizer`]), the Llama-family decoder on
+//! Burn ([`llama`], logit-for-logit equal to HF transformers on the default model) with batched,
+//! padded decoding, and the engine's step policy over it with a tree-shared KV cache
+//! ([`step_policy`]). [`backend`] picks the Burn device.
 
+pub mod backend;
 pub mod error;
 pub mod gguf;
 pub mod hf;

@@ -78,6 +78,8 @@ pub struct LlamaPolicy {
     sampling: Sampling,
     chat: bool,
     max_entries: usize,
+    /// Most candidate rows decoded in one batch.
+    max_rows: usize,
     store: Mutex<HashMap<PathKey, Entry>>,
     clock: AtomicU64,
     computed: AtomicU64,
@@ -114,6 +116,7 @@ impl LlamaPolicy {
             sampling,
             chat,
             max_entries: max_entries.max(1),
+            max_rows: 64,
             store: Mutex::new(HashMap::new()),
             clock: AtomicU64::new(0),
             computed: AtomicU64::new(0),
@@ -122,6 +125,13 @@ impl LlamaPolicy {
             generated: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
         }
+    }
+
+    /// Caps the candidate rows decoded in one batch (default 64); wider policy calls decode in
+    /// several batches.
+    pub fn with_max_rows(mut self, rows: usize) -> Self {
+        self.max_rows = rows.max(1);
+        self
     }
 
     /// The tokenizer.
@@ -198,9 +208,10 @@ impl LlamaPolicy {
         let mut tokens: Vec<u32> = runs[..from].iter().flatten().copied().collect();
         for (i, run) in runs.iter().enumerate().skip(from) {
             if !run.is_empty() {
-                let out = self.model.forward(std::slice::from_ref(run), &mut cache)?;
-                let [_, t, v] = out.dims();
-                logits = to_vec(out.slice([0..1, t - 1..t, 0..v]).reshape([v]))?;
+                let out = self
+                    .model
+                    .forward_last(std::slice::from_ref(run), &mut cache)?;
+                logits = to_vec(out)?;
                 // Relaxed: statistics counters.
                 self.computed.fetch_add(run.len() as u64, Ordering::Relaxed);
             }
@@ -238,103 +249,124 @@ impl LlamaPolicy {
         }
     }
 
-    /// Samples the request's `k` candidate steps after the prefix, decoding them together as
-    /// one batch (they share the prefix, so their sequences stay the same length); candidate `j`
-    /// draws from its own seeded stream, so its step does not depend on the others.
-    fn sample_steps(
-        &self,
-        cache: &KvCache,
-        logits: &[f32],
-        req: &ExpandRequest<'_>,
-        reused: u64,
-    ) -> Result<Vec<Step>> {
+    /// Samples every request's `k` candidate steps after its prefix, decoding all candidates
+    /// of all requests together as one batch: prefixes of different lengths (from one tree or
+    /// many) are padded on the left and masked. Candidate `j` of a request draws from its own
+    /// stream seeded by the request's seed and `j`, so its step depends neither on the other
+    /// candidates nor on what else shares the batch. Rows that finish leave the batch.
+    fn sample_steps(&self, jobs: &[Prefixed<'_, '_>]) -> Result<Vec<Vec<Step>>> {
         struct Cand {
+            job: usize,
             rng: Rng,
             tokens: Vec<u32>,
             logprob: f64,
             finished: bool,
             done: bool,
-        }
-        let k = req.k as usize;
-        if k == 0 {
-            return Ok(Vec::new());
+            cap: usize,
+            to_end: bool,
+            greedy: bool,
         }
         let vocab = self.model.config().vocab;
         let eos = self.tokenizer.eos();
-        let cap = if req.to_end {
-            self.rule.max_tokens.saturating_mul(8)
-        } else {
-            self.rule.max_tokens
+        let mut cands: Vec<Cand> = Vec::new();
+        let mut rows: Vec<Vec<f32>> = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
+            let req = job.req;
+            let cap = if req.to_end {
+                self.rule.max_tokens.saturating_mul(8)
+            } else {
+                self.rule.max_tokens
+            }
+            .max(1) as usize;
+            for j in 0..req.k as usize {
+                cands.push(Cand {
+                    job: i,
+                    rng: Rng::new(mix(req.seed, j as u64)),
+                    tokens: Vec::new(),
+                    logprob: 0.0,
+                    finished: false,
+                    done: false,
+                    cap,
+                    to_end: req.to_end,
+                    greedy: req.greedy || self.sampling.temperature <= 0.0,
+                });
+                rows.push(job.logits.clone());
+            }
         }
-        .max(1) as usize;
-        let greedy = req.greedy || self.sampling.temperature <= 0.0;
-        let mut cands: Vec<Cand> = (0..k)
-            .map(|j| Cand {
-                rng: Rng::new(mix(req.seed, j as u64)),
-                tokens: Vec::new(),
-                logprob: 0.0,
-                finished: false,
-                done: false,
-            })
+        let parts: Vec<(&KvCache, usize)> = jobs
+            .iter()
+            .map(|j| (&j.cache, j.req.k as usize))
+            .filter(|(_, k)| *k > 0)
             .collect();
-        let mut cache = if k == 1 {
-            cache.clone()
-        } else {
-            cache.repeat(k)
-        };
-        let mut rows: Vec<Vec<f32>> = vec![logits.to_vec(); k];
-        loop {
-            let mut inputs = Vec::with_capacity(k);
-            let mut active = 0u64;
-            for (c, row) in cands.iter_mut().zip(&rows) {
-                if !c.done {
-                    let next = pick(row, &self.sampling, greedy, &mut c.rng);
-                    c.logprob += f64::from(log_softmax_at(row, next));
-                    if Some(next as u32) == eos {
-                        c.finished = true;
+        let mut cache = KvCache::join(&parts);
+        // `live[r]` = the candidate decoded in batch row `r`.
+        let mut live: Vec<usize> = (0..cands.len()).collect();
+        while !live.is_empty() {
+            let mut inputs = Vec::with_capacity(live.len());
+            for (&ci, row) in live.iter().zip(&rows) {
+                let c = &mut cands[ci];
+                let next = pick(row, &self.sampling, c.greedy, &mut c.rng);
+                c.logprob += f64::from(log_softmax_at(row, next));
+                if Some(next as u32) == eos {
+                    c.finished = true;
+                    c.done = true;
+                } else {
+                    c.tokens.push(next as u32);
+                    let text = self.tokenizer.decode(&c.tokens)?;
+                    if let Some(cut) = self.rule.cut(&text)
+                        && (cut.finished || !c.to_end)
+                    {
+                        c.finished |= cut.finished;
                         c.done = true;
-                    } else {
-                        c.tokens.push(next as u32);
-                        let text = self.tokenizer.decode(&c.tokens)?;
-                        if let Some(cut) = self.rule.cut(&text)
-                            && (cut.finished || !req.to_end)
-                        {
-                            c.finished |= cut.finished;
-                            c.done = true;
-                        } else if c.tokens.len() >= cap {
-                            c.done = true;
-                        }
+                    } else if c.tokens.len() >= c.cap {
+                        c.done = true;
                     }
                 }
-                active += u64::from(!c.done);
                 // Finished rows keep the batch rectangular with a token whose output is ignored.
                 inputs.push(vec![c.tokens.last().copied().unwrap_or(0)]);
             }
-            if active == 0 {
+            let keep: Vec<usize> = (0..live.len()).filter(|&r| !cands[live[r]].done).collect();
+            if keep.is_empty() {
                 break;
             }
-            let out = self.model.forward(&inputs, &mut cache)?;
-            let flat = to_vec(out.reshape([k * vocab]))?;
+            // Drop finished rows once they are a quarter of the batch: copying the cache costs
+            // less than decoding dead rows from then on.
+            if (live.len() - keep.len()) * 4 >= live.len() {
+                cache = cache.select_rows(&keep);
+                inputs = keep.iter().map(|&r| inputs[r].clone()).collect();
+                live = keep.iter().map(|&r| live[r]).collect();
+            }
+            let out = self.model.forward_last(&inputs, &mut cache)?;
+            let flat = to_vec(out)?;
             rows = flat.chunks_exact(vocab).map(<[f32]>::to_vec).collect();
+            let active = live.iter().filter(|&&ci| !cands[ci].done).count() as u64;
             // Relaxed: statistics counters.
             self.computed.fetch_add(active, Ordering::Relaxed);
             self.generated.fetch_add(active, Ordering::Relaxed);
         }
-        cands
-            .into_iter()
-            .map(|c| {
-                Ok(Step {
-                    n_tokens: c.tokens.len() as u32,
-                    text: self.tokenizer.decode(&c.tokens)?,
-                    tokens: Some(c.tokens),
-                    logprob: c.logprob as f32,
-                    finished: c.finished,
-                    reused_tokens: reused as u32,
-                    cache_key: None,
-                })
-            })
-            .collect()
+        let mut out: Vec<Vec<Step>> = jobs.iter().map(|_| Vec::new()).collect();
+        for c in cands {
+            out[c.job].push(Step {
+                n_tokens: c.tokens.len() as u32,
+                text: self.tokenizer.decode(&c.tokens)?,
+                tokens: Some(c.tokens),
+                logprob: c.logprob as f32,
+                finished: c.finished,
+                reused_tokens: jobs[c.job].reused as u32,
+                cache_key: None,
+            });
+        }
+        Ok(out)
     }
+}
+
+/// A request with its prefix encoded.
+struct Prefixed<'r, 'a> {
+    req: &'r ExpandRequest<'a>,
+    cache: KvCache,
+    /// Logits after the prefix, `[vocab]`.
+    logits: Vec<f32>,
+    reused: u64,
 }
 
 /// Log-softmax of `logits` at `i`.
@@ -411,17 +443,33 @@ impl Policy for LlamaPolicy {
         &self,
         requests: &[ExpandRequest<'_>],
     ) -> std::result::Result<Vec<Vec<Step>>, BoxError> {
-        let mut out = Vec::with_capacity(requests.len());
+        let mut jobs = Vec::with_capacity(requests.len());
         for req in requests {
-            let (cache, logits, reused) = match req.path.extra() {
-                None => self.prefix(&req.path)?,
-                Some(_) => {
-                    return Err(Box::new(Error::Model(
-                        "expansion requests never carry an extra step".into(),
-                    )));
-                }
-            };
-            out.push(self.sample_steps(&cache, &logits, req, reused)?);
+            if req.path.extra().is_some() {
+                return Err(Box::new(Error::Model(
+                    "expansion requests never carry an extra step".into(),
+                )));
+            }
+            let (cache, logits, reused) = self.prefix(&req.path)?;
+            jobs.push(Prefixed {
+                req,
+                cache,
+                logits,
+                reused,
+            });
+        }
+        // Bounded batches: a very wide call decodes in chunks of at most `max_rows` candidates.
+        let mut out = Vec::with_capacity(requests.len());
+        let mut rest = &jobs[..];
+        while !rest.is_empty() {
+            let mut n = 0;
+            let mut rows = 0;
+            while n < rest.len() && (n == 0 || rows + rest[n].req.k as usize <= self.max_rows) {
+                rows += rest[n].req.k as usize;
+                n += 1;
+            }
+            out.extend(self.sample_steps(&rest[..n])?);
+            rest = &rest[n..];
         }
         Ok(out)
     }

@@ -106,8 +106,14 @@ fn proposals_keep_the_contract_and_repeat_with_the_seed() {
     assert_ne!(a[0], a[1], "different seeds, different steps");
     // Candidates decode as one batch, each from its own stream: candidate 0 of three is the
     // candidate of a single-candidate request with the same seed.
+    // (The log-prob may differ in the last bit: batch shape changes the matmul blocking.)
     let single = p.propose(&[ExpandRequest { k: 1, ..req(1) }]).unwrap();
-    assert_eq!(core(&single)[0][0], core(&a)[0][0]);
+    let (x, y) = (&single[0][0], &a[0][0]);
+    assert_eq!(
+        (&x.tokens, &x.text, x.finished),
+        (&y.tokens, &y.text, y.finished)
+    );
+    assert!((x.logprob - y.logprob).abs() < 1e-4);
     // Greedy candidates are all the same.
     let g = p
         .propose(&[ExpandRequest {

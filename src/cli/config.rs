@@ -42,7 +42,7 @@ pub(crate) enum PolicyKind {
     Synthetic,
 }
 
-/// The CPU backend Burn runs the model on.
+/// The Burn backend the model runs on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum BackendKind {
@@ -51,6 +51,20 @@ pub(crate) enum BackendKind {
     Flex,
     /// Burn's ndarray backend (deprecated upstream, removed in Burn 0.23).
     Ndarray,
+    /// wgpu (GPU, or a software Vulkan adapter); needs a build with `--features wgpu`.
+    Wgpu,
+}
+
+impl BackendKind {
+    /// The library's backend.
+    pub(crate) fn backend(self) -> ponder::policies::backend::Backend {
+        use ponder::policies::backend::Backend;
+        match self {
+            BackendKind::Flex => Backend::Flex,
+            BackendKind::Ndarray => Backend::Ndarray,
+            BackendKind::Wgpu => Backend::Wgpu,
+        }
+    }
 }
 
 /// The policy and its model.

@@ -26,7 +26,7 @@ fn policy(a: BenchPolicyArgs) -> Result<()> {
         path.display()
     );
     let g = Gguf::open(&path)?;
-    let device = super::run::device(a.backend);
+    let device = super::run::device(a.backend)?;
     let m = Llama::from_gguf(&g, &device)?;
     let tok = Tokenizer::from_gguf(&g)?;
     let prompt = tok.encode(&tok.chat().render(
@@ -36,10 +36,8 @@ fn policy(a: BenchPolicyArgs) -> Result<()> {
     for batch in [1usize, a.batch as usize] {
         let rows = vec![prompt.clone(); batch];
         let mut cache = m.new_cache(batch);
-        let out = m.forward(&rows, &mut cache)?;
+        let mut last = m.forward_last(&rows, &mut cache)?;
         let v = m.config().vocab;
-        let [_, t, _] = out.dims();
-        let mut last = out.slice([0..batch, t - 1..t, 0..v]);
         let start = Instant::now();
         for _ in 0..a.tokens {
             let logits = last
@@ -56,7 +54,7 @@ fn policy(a: BenchPolicyArgs) -> Result<()> {
                     vec![i as u32]
                 })
                 .collect();
-            last = m.forward(&next, &mut cache)?;
+            last = m.forward_last(&next, &mut cache)?;
         }
         let secs = start.elapsed().as_secs_f64();
         println!(

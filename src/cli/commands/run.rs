@@ -134,12 +134,8 @@ pub(crate) fn models(cfg: &FileConfig, problems: &[Problem]) -> Result<Models> {
 }
 
 /// The Burn device of the configured backend.
-pub(crate) fn device(kind: BackendKind) -> burn::prelude::Device {
-    match kind {
-        BackendKind::Flex => burn::prelude::Device::flex(),
-        #[allow(deprecated)] // selectable on purpose; see the README's backend measurements
-        BackendKind::Ndarray => burn::prelude::Device::ndarray(),
-    }
+pub(crate) fn device(kind: BackendKind) -> Result<burn::prelude::Device> {
+    Ok(kind.backend().device()?)
 }
 
 /// Loads the configured GGUF model into a step policy.
@@ -160,13 +156,13 @@ pub(crate) fn load_llm(cfg: &FileConfig) -> Result<ponder::policies::step_policy
     let start = Instant::now();
     let (model, tokenizer) = if path.is_dir() {
         (
-            Llama::from_hf_dir(&path, &device(cfg.policy.backend))?,
+            Llama::from_hf_dir(&path, &device(cfg.policy.backend)?)?,
             Tokenizer::from_hf_dir(&path)?,
         )
     } else {
         let g = Gguf::open(&path)?;
         (
-            Llama::from_gguf(&g, &device(cfg.policy.backend))?,
+            Llama::from_gguf(&g, &device(cfg.policy.backend)?)?,
             Tokenizer::from_gguf(&g)?,
         )
     };

@@ -1,0 +1,40 @@
+//! The decoder on Burn's wgpu backend (a build with `--features wgpu`): the same logits and
+//! greedy tokens as on flex. Skipped, with the reason printed, where no wgpu adapter exists
+//! (Mesa's software Vulkan, `mesa-vulkan-drivers`, is enough).
+#![cfg(feature = "wgpu")]
+
+use std::path::Path;
+
+use ponder_policies::backend::Backend;
+use ponder_policies::gguf::Gguf;
+use ponder_policies::llama::Llama;
+use ponder_policies::testing::tiny_llama_gguf;
+
+#[test]
+fn wgpu_decodes_like_flex() {
+    let device = match Backend::Wgpu.device() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("SKIPPED wgpu_decodes_like_flex: {e}");
+            return;
+        }
+    };
+    let g = Gguf::parse(Path::new("tiny.gguf"), tiny_llama_gguf(3)).unwrap();
+    let gpu = Llama::from_gguf(&g, &device).unwrap();
+    let cpu = Llama::from_gguf(&g, &Backend::Flex.device().unwrap()).unwrap();
+    let prompt: Vec<u32> = (10..40).collect();
+    let (a, b) = (
+        gpu.last_logits(&prompt).unwrap(),
+        cpu.last_logits(&prompt).unwrap(),
+    );
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-3, "max abs diff {diff}");
+    assert_eq!(
+        gpu.greedy(&prompt, 8, None).unwrap(),
+        cpu.greedy(&prompt, 8, None).unwrap()
+    );
+}
