@@ -41,5 +41,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(c) => cli::commands::bench::run(c),
         Command::CheckConfig(a) => cli::commands::check_config::run(a),
         Command::Problems(a) => cli::commands::problems::run(a),
+        Command::TrainCritic(a) => cli::commands::critic::train(a, quiet),
+        Command::EvalCritic(a) => cli::commands::critic::eval(a, quiet),
     }
 }

@@ -1,9 +1,19 @@
 //! # ponder-critics
 //!
-//! Critics and verifiers for ponder's engine. Today: the math word-problem task with its
-//! rule-based answer extraction and normalisation ([`math`]). The value, process and outcome
-//! models on Burn and the arithmetic-checking tool come next.
+//! Critics and verifiers for ponder's engine: the math task with its rule-based answer
+//! verifier ([`math`]), the exact arithmetic-checking tool ([`arith`]), the policy judging its
+//! own steps ([`self_eval`]), learned value / PRM / ORM heads over the policy backbone trained
+//! with Burn ([`head`]) from labelled paths ([`data`]), and the figures that say how good a
+//! critic is ([`metrics`]).
 
+pub mod arith;
+pub mod combine;
+pub mod data;
+pub mod error;
+pub mod head;
 pub mod math;
+pub mod metrics;
+pub mod self_eval;
 
+pub use error::{Error, Result};
 pub use ponder_engine::{Critic, CriticKind, CriticPanel, ScoreRange};

@@ -206,6 +206,115 @@ impl CriticPanel {
     }
 }
 
+/// A score cache in front of a critic, keyed by a 128-bit hash of the path's text (prompt,
+/// steps, and the extra step of a rollout): a path scored once in a run is never sent to the
+/// model again — a duplicate sibling that dedup later drops, the same prefix in another tree of
+/// the same problem (parallel trees, repeated searches), a path re-scored after re-rooting.
+/// Bounded: when full, the cache is cleared (cheap, and keeps memory flat on long runs).
+pub struct CachedCritic {
+    inner: std::sync::Arc<dyn Critic>,
+    capacity: usize,
+    map: std::sync::Mutex<std::collections::HashMap<(u64, u64), f32>>,
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for CachedCritic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedCritic")
+            .field("inner", &self.inner.name())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl CachedCritic {
+    /// Caches up to `capacity` scores of `inner`.
+    pub fn new(inner: std::sync::Arc<dyn Critic>, capacity: usize) -> Self {
+        CachedCritic {
+            inner,
+            capacity: capacity.max(1),
+            map: std::sync::Mutex::new(std::collections::HashMap::new()),
+            hits: std::sync::atomic::AtomicU64::new(0),
+            misses: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `(hits, misses)` so far.
+    pub fn counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        // Relaxed: statistics counters.
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
+    fn key(path: &PathRef<'_>) -> (u64, u64) {
+        let mut bytes = Vec::with_capacity(256);
+        bytes.extend_from_slice(path.prompt().as_bytes());
+        for s in path.steps() {
+            // A separator no text contains, so ["ab", "c"] and ["a", "bc"] differ.
+            bytes.push(0);
+            bytes.extend_from_slice(s.text.as_bytes());
+        }
+        (
+            crate::rng::hash_bytes(0x5c0e, &bytes),
+            crate::rng::hash_bytes(0xca11, &bytes),
+        )
+    }
+}
+
+impl Critic for CachedCritic {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn kind(&self) -> CriticKind {
+        self.inner.kind()
+    }
+
+    fn range(&self) -> ScoreRange {
+        self.inner.range()
+    }
+
+    fn score(&self, paths: &[PathRef<'_>]) -> Result<Vec<f32>, BoxError> {
+        use std::sync::atomic::Ordering;
+        let keys: Vec<(u64, u64)> = paths.iter().map(Self::key).collect();
+        let mut out: Vec<Option<f32>> = {
+            let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            keys.iter().map(|k| map.get(k).copied()).collect()
+        };
+        let missing: Vec<usize> = (0..paths.len()).filter(|&i| out[i].is_none()).collect();
+        // Relaxed: statistics counters.
+        self.hits
+            .fetch_add((paths.len() - missing.len()) as u64, Ordering::Relaxed);
+        self.misses
+            .fetch_add(missing.len() as u64, Ordering::Relaxed);
+        if !missing.is_empty() {
+            let ask: Vec<PathRef<'_>> = missing.iter().map(|&i| paths[i]).collect();
+            let got = self.inner.score(&ask)?;
+            if got.len() != ask.len() {
+                // Let the engine's contract check report it with the critic's name.
+                return Ok(got);
+            }
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() + got.len() > self.capacity {
+                map.clear();
+            }
+            for (&i, s) in missing.iter().zip(got) {
+                out[i] = Some(s);
+                map.insert(keys[i], s);
+            }
+        }
+        Ok(out.into_iter().map(|s| s.unwrap_or(f32::NAN)).collect())
+    }
+
+    fn release(&self, tree: TreeId) {
+        self.inner.release(tree);
+    }
+}
+
 /// A critic made of a closure: a one-line test double.
 pub struct FnCritic<F> {
     name: String,
@@ -276,6 +385,49 @@ mod tests {
         assert_eq!(PrmAggregate::Max.apply(&s), Some(0.8));
         assert!((PrmAggregate::Avg.apply(&s).unwrap() - 0.5).abs() < 1e-6);
         assert_eq!(PrmAggregate::Avg.apply(&[]), None);
+    }
+
+    #[test]
+    fn cached_critic_scores_each_path_text_once() {
+        use crate::tree::Tree;
+        use crate::types::{Problem, Step};
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let c = calls.clone();
+        let inner = std::sync::Arc::new(FnCritic::new(
+            "len",
+            CriticKind::Process,
+            ScoreRange::UNIT,
+            move |p: &PathRef<'_>| {
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (p.text().len() % 10) as f32 / 10.0
+            },
+        ));
+        let cached = CachedCritic::new(inner, 100);
+        let chain = |id, steps: &[&str]| {
+            Tree::chain(
+                TreeId(id),
+                Problem::new("p", "q"),
+                "q".into(),
+                steps.iter().map(|s| Step::text(*s)).collect(),
+                false,
+            )
+            .unwrap()
+        };
+        let (a, ai) = chain(1, &["ab", "c"]);
+        let (b, bi) = chain(2, &["ab", "c"]);
+        let (c2, ci) = chain(3, &["a", "bc"]);
+        let pa = PathRef::new(&a, ai[2]);
+        let pb = PathRef::new(&b, bi[2]);
+        let pc = PathRef::new(&c2, ci[2]);
+        let s1 = cached.score(&[pa, pc]).unwrap();
+        let s2 = cached.score(&[pb, pa, pc]).unwrap();
+        assert_eq!(s2, vec![s1[0], s1[0], s1[1]]);
+        assert_eq!(
+            calls.load(std::sync::atomic::Ordering::Relaxed),
+            2,
+            "another tree, same text: a hit"
+        );
+        assert_eq!(cached.counts(), (3, 2));
     }
 
     #[test]

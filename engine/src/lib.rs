@@ -46,7 +46,9 @@ pub mod types;
 
 pub use batcher::{BatchConfig, BatchStats, Batcher, Evaluator, Models, QueueStats};
 pub use config::SearchConfig;
-pub use critic::{Critic, CriticKind, CriticPanel, FnCritic, PrmAggregate, ScoreRange};
+pub use critic::{
+    CachedCritic, Critic, CriticKind, CriticPanel, FnCritic, PrmAggregate, ScoreRange,
+};
 pub use error::{BoxError, Error, Result};
 pub use policy::{Boundary, ExpandRequest, Policy, StepRule};
 pub use search::{Answer, SearchReport, SearchStats, StopReason, search};

@@ -519,6 +519,11 @@ impl Llama {
         &self.cfg
     }
 
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// An empty cache for `batch` sequences.
     pub fn new_cache(&self, batch: usize) -> KvCache {
         let hd = self.cfg.head_dim();
@@ -538,8 +543,10 @@ impl Llama {
     /// cache's, or a sequence longer than `max_seq`.
     pub fn forward(&self, tokens: &[Vec<u32>], cache: &mut KvCache) -> Result<Tensor<3>> {
         let t = tokens.first().map_or(0, Vec::len);
-        let logits = self.run(tokens, cache, false)?;
-        Ok(logits.reshape([tokens.len(), t, self.cfg.vocab]))
+        let hidden = self.trunk(tokens, cache, false)?;
+        Ok(self
+            .logits(hidden)
+            .reshape([tokens.len(), t, self.cfg.vocab]))
     }
 
     /// As [`Llama::forward`], but only the logits of each row's last new position,
@@ -549,11 +556,36 @@ impl Llama {
     /// # Errors
     /// As [`Llama::forward`].
     pub fn forward_last(&self, tokens: &[Vec<u32>], cache: &mut KvCache) -> Result<Tensor<2>> {
-        self.run(tokens, cache, true)
+        Ok(self.logits(self.trunk(tokens, cache, true)?))
     }
 
-    /// The decoder: logits `[batch · t, vocab]`, or `[batch, vocab]` with `last_only`.
-    fn run(&self, tokens: &[Vec<u32>], cache: &mut KvCache, last_only: bool) -> Result<Tensor<2>> {
+    /// As [`Llama::forward_last`], also returning each row's last hidden state (after the final
+    /// norm), `[batch, d_model]`: the features the critics' heads read.
+    ///
+    /// # Errors
+    /// As [`Llama::forward`].
+    pub fn forward_last_hidden(
+        &self,
+        tokens: &[Vec<u32>],
+        cache: &mut KvCache,
+    ) -> Result<(Tensor<2>, Tensor<2>)> {
+        let hidden = self.trunk(tokens, cache, true)?;
+        Ok((self.logits(hidden.clone()), hidden))
+    }
+
+    /// The output projection of hidden states `[rows, d]`.
+    fn logits(&self, hidden: Tensor<2>) -> Tensor<2> {
+        linear(&self.lm_head, hidden).transpose()
+    }
+
+    /// The decoder up to the final norm: hidden states `[batch · t, d]`, or `[batch, d]` with
+    /// `last_only`.
+    fn trunk(
+        &self,
+        tokens: &[Vec<u32>],
+        cache: &mut KvCache,
+        last_only: bool,
+    ) -> Result<Tensor<2>> {
         let b = tokens.len();
         let t = tokens.first().map_or(0, Vec::len);
         let bad = Error::Model;
@@ -694,8 +726,7 @@ impl Llama {
             x
         };
         let rows = x.dims()[0] * x.dims()[1];
-        let x: Tensor<2> = rms_norm(x, &self.norm, self.cfg.rms_eps).reshape([rows, d]);
-        Ok(linear(&self.lm_head, x).transpose())
+        Ok(rms_norm(x, &self.norm, self.cfg.rms_eps).reshape([rows, d]))
     }
 
     /// Applies rotary embeddings to `[batch, heads, t, head_dim]` for positions given by the

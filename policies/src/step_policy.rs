@@ -66,6 +66,8 @@ struct Entry {
     cache: KvCache,
     /// Logits of the last position, `[vocab]`.
     logits: Vec<f32>,
+    /// Hidden state of the last position, `[d_model]` (the critics' features).
+    hidden: Vec<f32>,
     tokens: Vec<u32>,
     last_used: u64,
 }
@@ -158,12 +160,47 @@ impl LlamaPolicy {
 
     /// The prompt's tokens (chat-wrapped if configured).
     fn prompt_tokens(&self, path: &PathRef<'_>) -> Result<Vec<u32>> {
+        self.encode_prompt(path.prompt())
+    }
+
+    fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
         let text = if self.chat {
-            self.tokenizer.chat().render(None, path.prompt())
+            self.tokenizer.chat().render(None, prompt)
         } else {
-            path.prompt().to_string()
+            prompt.to_string()
         };
         self.tokenizer.encode(&text)
+    }
+
+    /// The backbone's hidden state after each step of a path given as text (`prompt` as the
+    /// task renders it, then `steps`), in one pass: entry `i` is the state after
+    /// `steps[..=i]`, encoded exactly as [`LlamaPolicy::features`] encodes a tree path. This is
+    /// how critic training data (which stores text) becomes features.
+    ///
+    /// # Errors
+    /// Text that does not tokenise, or a path longer than the model's context.
+    pub fn step_features(&self, prompt: &str, steps: &[String]) -> Result<Vec<Vec<f32>>> {
+        let mut cache = self.model.new_cache(1);
+        let prompt = self.encode_prompt(prompt)?;
+        self.model.forward_last(&[prompt], &mut cache)?;
+        let mut out = Vec::with_capacity(steps.len());
+        let mut last = None;
+        for step in steps {
+            let run = self.tokenizer.encode(step)?;
+            if !run.is_empty() {
+                let (_, h) = self.model.forward_last_hidden(&[run], &mut cache)?;
+                last = Some(to_vec(h)?);
+            }
+            match &last {
+                Some(h) => out.push(h.clone()),
+                None => {
+                    return Err(Error::Model(
+                        "the path's first step is empty: no state to read".into(),
+                    ));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// A step's tokens: the ones it was generated with, or its text re-tokenised.
@@ -176,7 +213,7 @@ impl LlamaPolicy {
 
     /// The KV cache and last logits after the whole path, built from the deepest cached
     /// ancestor and stored under the path's key.
-    fn prefix(&self, path: &PathRef<'_>) -> Result<(KvCache, Vec<f32>, u64)> {
+    fn prefix(&self, path: &PathRef<'_>) -> Result<Encoded> {
         let tree = path.tree();
         let nodes = tree.path_to(path.node());
         // Token runs: the prompt at the root, then each node's step.
@@ -196,36 +233,95 @@ impl LlamaPolicy {
             for (i, &n) in nodes.iter().enumerate().rev() {
                 if let Some(e) = store.get_mut(&key(n)) {
                     e.last_used = self.tick();
-                    start = Some((i, e.cache.clone(), e.logits.clone(), e.tokens.len()));
+                    start = Some((
+                        i,
+                        e.cache.clone(),
+                        e.logits.clone(),
+                        e.hidden.clone(),
+                        e.tokens.len(),
+                    ));
                     break;
                 }
             }
         }
-        let (mut cache, mut logits, from, reused) = match start {
-            Some((i, c, l, len)) => (c, l, i + 1, len as u64),
-            None => (self.model.new_cache(1), Vec::new(), 0, 0),
+        let (mut cache, mut logits, mut hidden, from, reused) = match start {
+            Some((i, c, l, h, len)) => (c, l, h, i + 1, len as u64),
+            None => (self.model.new_cache(1), Vec::new(), Vec::new(), 0, 0),
         };
         let mut tokens: Vec<u32> = runs[..from].iter().flatten().copied().collect();
         for (i, run) in runs.iter().enumerate().skip(from) {
             if !run.is_empty() {
-                let out = self
+                let (out, h) = self
                     .model
-                    .forward_last(std::slice::from_ref(run), &mut cache)?;
+                    .forward_last_hidden(std::slice::from_ref(run), &mut cache)?;
                 logits = to_vec(out)?;
+                hidden = to_vec(h)?;
                 // Relaxed: statistics counters.
                 self.computed.fetch_add(run.len() as u64, Ordering::Relaxed);
             }
             tokens.extend_from_slice(run);
-            self.remember(key(nodes[i]), &cache, &logits, &tokens);
+            self.remember(key(nodes[i]), &cache, &logits, &hidden, &tokens);
         }
         // Relaxed: statistics counters.
         self.reused.fetch_add(reused, Ordering::Relaxed);
         self.prefix_total
             .fetch_add(tokens.len() as u64, Ordering::Relaxed);
-        Ok((cache, logits, reused))
+        Ok(Encoded {
+            cache,
+            logits,
+            hidden,
+            reused,
+        })
     }
 
-    fn remember(&self, k: PathKey, cache: &KvCache, logits: &[f32], tokens: &[u32]) {
+    /// The backbone's last hidden state after each path (`[d_model]` per path): what the
+    /// critics' learned heads read. A path the policy has encoded before (or will expand next)
+    /// is encoded once for both: the result is cached under the path's key like any prefix.
+    /// A path with an extra step (a rollout's completion) runs that step on top of the cached
+    /// prefix without storing it.
+    ///
+    /// # Errors
+    /// A step that does not tokenise, or a path longer than the model's context.
+    pub fn features(&self, paths: &[PathRef<'_>]) -> Result<Vec<Vec<f32>>> {
+        paths
+            .iter()
+            .map(|p| {
+                let base = PathRef::new(p.tree(), p.node());
+                let enc = self.prefix(&base)?;
+                match p.extra() {
+                    None => Ok(enc.hidden),
+                    Some(step) => {
+                        let run = self.step_tokens(step)?;
+                        if run.is_empty() {
+                            return Ok(enc.hidden);
+                        }
+                        let mut cache = enc.cache;
+                        let (_, h) = self.model.forward_last_hidden(&[run], &mut cache)?;
+                        to_vec(h)
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// The model's width (the length of [`LlamaPolicy::features`] vectors).
+    pub fn feature_dim(&self) -> usize {
+        self.model.config().d_model
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Llama {
+        &self.model
+    }
+
+    fn remember(
+        &self,
+        k: PathKey,
+        cache: &KvCache,
+        logits: &[f32],
+        hidden: &[f32],
+        tokens: &[u32],
+    ) {
         let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
         let now = self.tick();
         store.insert(
@@ -233,6 +329,7 @@ impl LlamaPolicy {
             Entry {
                 cache: cache.clone(),
                 logits: logits.to_vec(),
+                hidden: hidden.to_vec(),
                 tokens: tokens.to_vec(),
                 last_used: now,
             },
@@ -360,6 +457,17 @@ impl LlamaPolicy {
     }
 }
 
+/// A path run through the model.
+struct Encoded {
+    cache: KvCache,
+    /// Logits after the path, `[vocab]`.
+    logits: Vec<f32>,
+    /// Hidden state after the path, `[d_model]`.
+    hidden: Vec<f32>,
+    /// Tokens that came from the cache.
+    reused: u64,
+}
+
 /// A request with its prefix encoded.
 struct Prefixed<'r, 'a> {
     req: &'r ExpandRequest<'a>,
@@ -450,12 +558,12 @@ impl Policy for LlamaPolicy {
                     "expansion requests never carry an extra step".into(),
                 )));
             }
-            let (cache, logits, reused) = self.prefix(&req.path)?;
+            let enc = self.prefix(&req.path)?;
             jobs.push(Prefixed {
                 req,
-                cache,
-                logits,
-                reused,
+                cache: enc.cache,
+                logits: enc.logits,
+                reused: enc.reused,
             });
         }
         // Bounded batches: a very wide call decodes in chunks of at most `max_rows` candidates.

@@ -54,7 +54,9 @@ fn alone(m: &Llama, prompt: &[u32], steps: &[u32]) -> (KvCache, Vec<Vec<f32>>) {
 fn forward_last_is_the_last_position_of_forward() {
     let (m, _) = model();
     let prompt: Vec<u32> = (3..20).collect();
-    let all = m.forward(&[prompt.clone()], &mut m.new_cache(1)).unwrap();
+    let all = m
+        .forward(std::slice::from_ref(&prompt), &mut m.new_cache(1))
+        .unwrap();
     let [_, t, v] = all.dims();
     let last: Tensor<2> = all.slice([0..1, t - 1..t, 0..v]).reshape([1, v]);
     let fast = m.forward_last(&[prompt], &mut m.new_cache(1)).unwrap();

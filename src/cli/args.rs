@@ -11,8 +11,9 @@ const ABOUT: &str = "Monte Carlo tree search over reasoning steps: better answer
 step-level preference pairs for DPO.";
 
 const POLICY_NOTE: &str = "By default steps come from the in-process LLM (the installed \
-SmolLM2-135M-Instruct, or --model FILE.gguf) on math word problems; no learned critics exist yet, \
-so its search is guided only by the gold answer when one is given (--preset mcts-dpo). \
+SmolLM2-135M-Instruct, or --model FILE.gguf or an HF folder) on math word problems, scored by the \
+arithmetic checker; add the policy's self-evaluation with --critics arithmetic,self-eval and \
+trained value/PRM/ORM heads with --critic-weights DIR (ponder train-critic). \
 --policy synthetic runs the built-in synthetic arithmetic task instead (a scripted policy and \
 noisy-oracle critics, i.e. test doubles), e.g. \"Start with 7. Add 3. Multiply by 2. What is the result?\".";
 
@@ -66,6 +67,78 @@ pub(crate) enum Command {
     /// Print generated synthetic problems as JSONL (`id`, `question`, `answer`), for datasets
     /// and disjoint splits (different seeds).
     Problems(ProblemsArgs),
+    /// Train a value, PRM or ORM head over the policy's backbone from labelled paths (the
+    /// prm.jsonl `ponder generate` writes, or {prompt, steps, label} lines).
+    TrainCritic(TrainCriticArgs),
+    /// Measure critics on labelled paths: accuracy, precision, recall, AUROC and calibration
+    /// error (ECE).
+    EvalCritic(EvalCriticArgs),
+}
+
+/// Which head `train-critic` trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum HeadKind {
+    /// Expected outcome of a partial path (soft Monte-Carlo targets, squared error).
+    Value,
+    /// Correctness of the latest step (Monte-Carlo labels, cross-entropy).
+    Prm,
+    /// Correctness of a complete path (cross-entropy).
+    Orm,
+}
+
+/// `ponder train-critic`.
+#[derive(Debug, Args)]
+pub(crate) struct TrainCriticArgs {
+    /// Which head.
+    #[arg(long, value_enum)]
+    pub(crate) kind: HeadKind,
+    /// Labelled JSONL files.
+    #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+    pub(crate) data: Vec<PathBuf>,
+    /// Output folder: `<kind>.safetensors` (value/process/outcome) and `<kind>-report.json`.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: PathBuf,
+    /// The backbone (default: the installed SmolLM2-135M-Instruct).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) model: Option<PathBuf>,
+    /// Hidden units of the head.
+    #[arg(long, default_value_t = 128)]
+    pub(crate) hidden: usize,
+    /// Most epochs (early stopping usually ends sooner).
+    #[arg(long, default_value_t = 200)]
+    pub(crate) epochs: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub(crate) lr: f64,
+    /// Share of problems held out for early stopping and the report.
+    #[arg(long, default_value_t = 0.2)]
+    pub(crate) val_share: f64,
+    /// Seed of the weights, split and shuffles.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+}
+
+/// `ponder eval-critic`.
+#[derive(Debug, Args)]
+pub(crate) struct EvalCriticArgs {
+    /// Labelled JSONL files.
+    #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+    pub(crate) data: Vec<PathBuf>,
+    /// Critics to measure: `arithmetic`, `self-eval`, or trained head files (repeatable).
+    #[arg(long = "critic", required = true, value_name = "CRITIC")]
+    pub(crate) critics: Vec<String>,
+    /// The backbone (default: the installed SmolLM2-135M-Instruct).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) model: Option<PathBuf>,
+    /// Score threshold for accuracy, precision and recall.
+    #[arg(long, default_value_t = 0.5)]
+    pub(crate) threshold: f32,
+    /// At most this many examples (0 = all), taken in file order.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) limit: usize,
+    /// Print one JSON object per critic.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// `ponder problems`.
@@ -174,6 +247,14 @@ pub(crate) struct SearchFlags {
     /// Token cap per step.
     #[arg(long)]
     pub(crate) max_step_tokens: Option<u32>,
+    /// Process critics of the LLM search, averaged: `arithmetic`, `self-eval` and/or trained
+    /// PRM head files (default: arithmetic).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub(crate) critics: Option<Vec<String>>,
+    /// A folder of trained critic heads (`ponder train-critic --out`): its value, process and
+    /// outcome heads join the search.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) critic_weights: Option<PathBuf>,
     /// Trees searched at once (sharing one batcher).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub(crate) parallel_trees: u32,

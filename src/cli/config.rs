@@ -128,6 +128,96 @@ impl PolicyConfig {
     }
 }
 
+/// The critics of an LLM search (`[critics]`). Each entry of `process` is `arithmetic` (the
+/// exact calculation checker), `self-eval` (the policy judging its latest step) or a trained
+/// head file; several are averaged. `value` and `outcome` are trained head files
+/// (`ponder train-critic`). `weights` names a folder of heads: its `value.safetensors`,
+/// `process.safetensors` and `outcome.safetensors` are used where present.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct CriticsConfig {
+    /// A value head file.
+    pub(crate) value: Option<std::path::PathBuf>,
+    /// Process critics, averaged.
+    pub(crate) process: Vec<String>,
+    /// An outcome head file.
+    pub(crate) outcome: Option<std::path::PathBuf>,
+    /// A folder of trained heads.
+    pub(crate) weights: Option<std::path::PathBuf>,
+    /// The self-evaluation prompt and answer tokens.
+    pub(crate) self_eval: SelfEvalToml,
+}
+
+impl Default for CriticsConfig {
+    fn default() -> Self {
+        CriticsConfig {
+            value: None,
+            process: vec!["arithmetic".into()],
+            outcome: None,
+            weights: None,
+            self_eval: SelfEvalToml::default(),
+        }
+    }
+}
+
+/// `[critics.self_eval]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SelfEvalToml {
+    /// The judging prompt, with `{question}`, `{previous}` and `{step}`.
+    pub(crate) prompt: String,
+    /// What the judge's reply is forced to start with.
+    pub(crate) reply_prefix: String,
+    /// Tokens meaning "correct".
+    pub(crate) yes: Vec<String>,
+    /// Tokens meaning "incorrect".
+    pub(crate) no: Vec<String>,
+    /// Wrap the prompt in the chat template (off for few-shot completion prompts).
+    pub(crate) chat: bool,
+}
+
+impl Default for SelfEvalToml {
+    fn default() -> Self {
+        let d = ponder::critics::self_eval::SelfEvalConfig::default();
+        SelfEvalToml {
+            prompt: d.prompt,
+            reply_prefix: d.reply_prefix,
+            yes: d.yes,
+            no: d.no,
+            chat: d.chat,
+        }
+    }
+}
+
+impl CriticsConfig {
+    pub(crate) fn validate(&self) -> Result<()> {
+        for (i, p) in self.process.iter().enumerate() {
+            if p.is_empty() {
+                bail!("invalid config field `critics.process[{i}]`: empty");
+            }
+        }
+        if !self.self_eval.prompt.contains("{step}") {
+            bail!("invalid config field `critics.self_eval.prompt`: has no `{{step}}` placeholder");
+        }
+        if self.self_eval.yes.is_empty() || self.self_eval.no.is_empty() {
+            bail!(
+                "invalid config field `critics.self_eval.yes`/`no`: need at least one token each"
+            );
+        }
+        Ok(())
+    }
+
+    pub(crate) fn self_eval(&self) -> ponder::critics::self_eval::SelfEvalConfig {
+        ponder::critics::self_eval::SelfEvalConfig {
+            prompt: self.self_eval.prompt.clone(),
+            reply_prefix: self.self_eval.reply_prefix.clone(),
+            yes: self.self_eval.yes.clone(),
+            no: self.self_eval.no.clone(),
+            chat: self.self_eval.chat,
+        }
+    }
+}
+
 /// Knobs of the synthetic arithmetic world (the test-double task used until the LLM policy
 /// lands).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -202,6 +292,9 @@ pub(crate) struct FileConfig {
     /// The synthetic world.
     #[serde(default)]
     pub(crate) synthetic: SyntheticConfig,
+    /// The critics of an LLM search.
+    #[serde(default)]
+    pub(crate) critics: CriticsConfig,
 }
 
 impl Default for FileConfig {
@@ -236,6 +329,7 @@ impl FileConfig {
             output: OutputConfig::default(),
             policy: PolicyConfig::default(),
             synthetic: SyntheticConfig::default(),
+            critics: CriticsConfig::default(),
         }
     }
 
@@ -274,6 +368,7 @@ impl FileConfig {
         self.output.validate()?;
         self.policy.validate()?;
         self.synthetic.validate()?;
+        self.critics.validate()?;
         Ok(())
     }
 }

@@ -306,6 +306,43 @@ impl Tree {
         tree
     }
 
+    /// A tree holding one path, `steps` in order below the root, each node evaluated with a
+    /// zero score; returns it with the path's node ids (root first). This is how a path stored
+    /// as text (critic training or evaluation data) is shown to a [`crate::Critic`], which reads
+    /// paths through a tree. The last node is terminal when `terminal` is set.
+    ///
+    /// # Errors
+    /// [`Error::TreeFull`] if the path is longer than the tree's capacity.
+    pub fn chain(
+        id: TreeId,
+        problem: Problem,
+        prompt: String,
+        steps: Vec<Step>,
+        terminal: bool,
+    ) -> Result<(Tree, Vec<NodeId>)> {
+        let n = steps.len();
+        let cap = u32::try_from(n + 1).unwrap_or(u32::MAX).max(2);
+        let tree = Tree::new(id, problem, prompt, 0, cap);
+        let mut ids = vec![NodeId::ROOT];
+        for (i, step) in steps.into_iter().enumerate() {
+            let parent = *ids.last().expect("the root is in");
+            let last = i + 1 == n;
+            if tree.reserve(parent, 1, 1, 1, true)?.is_none() {
+                return Err(Error::TreeFull { capacity: cap });
+            }
+            let child = tree.alloc(NodeData {
+                parent,
+                depth: i as u32 + 1,
+                step,
+                terminal: last && terminal,
+                answer: None,
+            })?;
+            tree.link_new(parent, child, Eval::default(), 0.0, false);
+            ids.push(child);
+        }
+        Ok((tree, ids))
+    }
+
     /// The tree's id.
     pub fn id(&self) -> TreeId {
         self.id
@@ -904,6 +941,22 @@ mod tests {
 
     fn tree() -> Tree {
         Tree::new(TreeId(0), Problem::new("p", "q"), "q".into(), 1, 1 << 20)
+    }
+
+    #[test]
+    fn chain_builds_one_linked_path() {
+        let steps = vec![Step::text("a"), Step::text("b"), Step::text("c")];
+        let (t, ids) =
+            Tree::chain(TreeId(4), Problem::new("p", "q"), "q".into(), steps, true).unwrap();
+        assert_eq!(ids.len(), 4);
+        assert_eq!(ids[0], NodeId::ROOT);
+        assert_eq!(t.path_to(ids[3]), ids);
+        assert_eq!(t.path_text(ids[3]), "abc");
+        assert!(t.is_terminal(ids[3]) && !t.is_terminal(ids[2]));
+        assert_eq!(t.depth(ids[3]), 3);
+        let (t, ids) =
+            Tree::chain(TreeId(5), Problem::new("p", "q"), "q".into(), vec![], false).unwrap();
+        assert_eq!((ids.len(), t.len()), (1, 1));
     }
 
     fn child(t: &Tree, parent: NodeId, text: &str) -> NodeId {

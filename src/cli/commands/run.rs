@@ -109,6 +109,12 @@ pub(crate) fn resolve_config(flags: &SearchFlags) -> Result<FileConfig> {
     if let Some(v) = flags.max_step_tokens {
         cfg.policy.step.max_tokens = v;
     }
+    if let Some(v) = &flags.critics {
+        cfg.critics.process = v.clone();
+    }
+    if let Some(v) = &flags.critic_weights {
+        cfg.critics.weights = Some(v.clone());
+    }
     cfg.validate()?;
     Ok(cfg)
 }
@@ -122,15 +128,91 @@ pub(crate) fn models(cfg: &FileConfig, problems: &[Problem]) -> Result<Models> {
             Ok(synthetic::models(&cfg.synthetic.spec()))
         }
         PolicyKind::Llm => {
-            let policy = load_llm(cfg)?;
+            let policy = std::sync::Arc::new(load_llm(cfg)?);
             Ok(Models {
-                policy: std::sync::Arc::new(policy),
+                policy: policy.clone(),
                 rollout: None,
-                critics: ponder::engine::CriticPanel::new(),
+                critics: critic_panel(&cfg.critics, &policy)?,
                 task: std::sync::Arc::new(ponder::critics::math::MathTask::default()),
             })
         }
     }
+}
+
+/// The critic trio of an LLM search, from `[critics]` (see [`crate::cli::config::CriticsConfig`]).
+pub(crate) fn critic_panel(
+    c: &crate::cli::config::CriticsConfig,
+    policy: &std::sync::Arc<ponder::policies::step_policy::LlamaPolicy>,
+) -> Result<ponder::engine::CriticPanel> {
+    use ponder::critics::{arith, combine, head, self_eval};
+    use ponder::engine::Critic;
+    use std::sync::Arc;
+    // Model-backed critics sit behind a score cache keyed by the path's text.
+    let cached = |c: Arc<dyn Critic>| -> Arc<dyn Critic> {
+        Arc::new(ponder::engine::CachedCritic::new(c, 1 << 18))
+    };
+    let head_critic =
+        |path: &std::path::Path, want: ponder::engine::CriticKind| -> Result<Arc<dyn Critic>> {
+            let h = head::Head::load(path)?;
+            if h.kind != want {
+                bail!(
+                    "{}: a {:?} head cannot be the {want:?} critic",
+                    path.display(),
+                    h.kind
+                );
+            }
+            Ok(cached(Arc::new(head::HeadCritic::new(
+                &h,
+                policy.clone(),
+                &path.display().to_string(),
+            )?)))
+        };
+    let in_dir = |name: &str| {
+        c.weights
+            .as_ref()
+            .map(|d| d.join(format!("{name}.safetensors")))
+            .filter(|p| p.exists())
+    };
+    let mut panel = ponder::engine::CriticPanel::new();
+    if let Some(p) = c.value.clone().or_else(|| in_dir("value")) {
+        panel = panel.with(head_critic(&p, ponder::engine::CriticKind::Value)?)?;
+    }
+    if let Some(p) = c.outcome.clone().or_else(|| in_dir("outcome")) {
+        panel = panel.with(head_critic(&p, ponder::engine::CriticKind::Outcome)?)?;
+    }
+    let mut process: Vec<Arc<dyn Critic>> = Vec::new();
+    for p in &c.process {
+        process.push(match p.as_str() {
+            "arithmetic" => Arc::new(arith::ArithmeticCritic),
+            "self-eval" => cached(Arc::new(self_eval::SelfEvalCritic::new(
+                policy.clone(),
+                c.self_eval(),
+            )?)),
+            file => head_critic(
+                std::path::Path::new(file),
+                ponder::engine::CriticKind::Process,
+            )?,
+        });
+    }
+    if let Some(p) = in_dir("process") {
+        process.push(head_critic(&p, ponder::engine::CriticKind::Process)?);
+    }
+    match process.len() {
+        0 => {}
+        1 => panel = panel.with(process.remove(0))?,
+        _ => panel = panel.with(Arc::new(combine::MeanCritic::new(process)?))?,
+    }
+    for (kind, critic) in [
+        ponder::engine::CriticKind::Value,
+        ponder::engine::CriticKind::Process,
+        ponder::engine::CriticKind::Outcome,
+    ]
+    .into_iter()
+    .filter_map(|k| panel.get(k).map(|c| (k, c.name().to_string())))
+    {
+        tracing::info!(?kind, critic, "critic");
+    }
+    Ok(panel)
 }
 
 /// The Burn device of the configured backend.

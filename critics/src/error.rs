@@ -1,0 +1,33 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// What can go wrong in the critics.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A critic head file or a training-data file is malformed.
+    #[error("{path}: {message}")]
+    BadFile {
+        /// The file (with `:line` for data files).
+        path: String,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// The policy backbone failed (encoding a path).
+    #[error(transparent)]
+    Policy(#[from] ponder_policies::Error),
+    /// Training could not run (no data, a backend failure).
+    #[error("training: {0}")]
+    Train(String),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

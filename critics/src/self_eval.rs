@@ -1,0 +1,189 @@
+//! Step-wise self-evaluation (MCTS-DPO's process signal): the policy itself is asked whether the
+//! latest step of a solution is correct, and the critic reads p(correct) from the probabilities
+//! of the answer tokens at the first position of its reply.
+//!
+//! Unlike MCTS-DPO's released code, the prompt never contains the gold solution: a critic that
+//! peeks at the reference cannot be used at test time, and its scores overstate what the model
+//! knows. The prompt and the answer tokens are configurable.
+
+use std::sync::Arc;
+
+use ponder_engine::{BoxError, Critic, CriticKind, PathRef, ScoreRange};
+use ponder_policies::step_policy::LlamaPolicy;
+
+use crate::error::{Error, Result};
+
+/// The default judging prompt: `{question}`, `{previous}` (the steps before the latest) and
+/// `{step}` (the latest) are filled in.
+pub const DEFAULT_PROMPT: &str = "Review one step of a solution to a math problem.\n\n\
+Problem: {question}\n\nSteps so far:\n{previous}\n\nLatest step:\n{step}\n\n\
+Is the latest step correct? Answer with one letter: (A) incorrect or (B) correct.";
+
+/// What the judge's reply starts with before the letter.
+pub const DEFAULT_REPLY_PREFIX: &str = "The answer is (";
+
+/// Settings of the self-evaluation critic.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SelfEvalConfig {
+    /// The judging prompt (see [`DEFAULT_PROMPT`] for the placeholders).
+    pub prompt: String,
+    /// Text the reply is forced to start with.
+    pub reply_prefix: String,
+    /// Tokens meaning "correct" (each must encode to one token).
+    pub yes: Vec<String>,
+    /// Tokens meaning "incorrect".
+    pub no: Vec<String>,
+    /// Wrap the prompt in the model's chat template (as the user turn); off for few-shot
+    /// completion-style prompts.
+    pub chat: bool,
+}
+
+impl Default for SelfEvalConfig {
+    fn default() -> Self {
+        SelfEvalConfig {
+            prompt: DEFAULT_PROMPT.into(),
+            reply_prefix: DEFAULT_REPLY_PREFIX.into(),
+            yes: vec!["B".into()],
+            no: vec!["A".into()],
+            chat: true,
+        }
+    }
+}
+
+/// The policy judging its own latest step.
+pub struct SelfEvalCritic {
+    policy: Arc<LlamaPolicy>,
+    cfg: SelfEvalConfig,
+    yes: Vec<u32>,
+    no: Vec<u32>,
+}
+
+impl std::fmt::Debug for SelfEvalCritic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SelfEvalCritic")
+            .field("yes", &self.yes)
+            .field("no", &self.no)
+            .finish()
+    }
+}
+
+impl SelfEvalCritic {
+    /// A judge on `policy`'s model.
+    ///
+    /// # Errors
+    /// An answer token that is not exactly one token of the model's vocabulary, an empty token
+    /// list, or a prompt without `{step}`.
+    pub fn new(policy: Arc<LlamaPolicy>, cfg: SelfEvalConfig) -> Result<Self> {
+        if !cfg.prompt.contains("{step}") {
+            return Err(Error::BadFile {
+                path: "critics.self_eval.prompt".into(),
+                message: "the prompt has no `{step}` placeholder".into(),
+            });
+        }
+        let ids = |words: &[String], field: &str| -> Result<Vec<u32>> {
+            if words.is_empty() {
+                return Err(Error::BadFile {
+                    path: format!("critics.self_eval.{field}"),
+                    message: "no answer tokens".into(),
+                });
+            }
+            words
+                .iter()
+                .map(|w| {
+                    let t = policy.tokenizer().encode(w)?;
+                    match t[..] {
+                        [id] => Ok(id),
+                        _ => Err(Error::BadFile {
+                            path: format!("critics.self_eval.{field}"),
+                            message: format!("`{w}` is {} tokens, not one", t.len()),
+                        }),
+                    }
+                })
+                .collect()
+        };
+        let yes = ids(&cfg.yes, "yes")?;
+        let no = ids(&cfg.no, "no")?;
+        Ok(SelfEvalCritic {
+            policy,
+            cfg,
+            yes,
+            no,
+        })
+    }
+
+    /// The judge's input for a path: the prompt (chat-wrapped when the model has a template)
+    /// followed by the reply prefix.
+    pub fn render(&self, question: &str, previous: &[&str], step: &str) -> String {
+        let previous = if previous.is_empty() {
+            "(none)".to_string()
+        } else {
+            previous
+                .iter()
+                .map(|s| s.trim())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let body = self
+            .cfg
+            .prompt
+            .replace("{question}", question)
+            .replace("{previous}", &previous)
+            .replace("{step}", step.trim());
+        let body = if self.cfg.chat {
+            self.policy.tokenizer().chat().render(None, &body)
+        } else {
+            body
+        };
+        format!("{body}{}", self.cfg.reply_prefix)
+    }
+
+    /// p(correct) = Σ p(yes) / (Σ p(yes) + Σ p(no)) at the first reply position.
+    ///
+    /// # Errors
+    /// The text does not tokenise or is longer than the model's context.
+    pub fn judge(&self, input: &str) -> Result<f32> {
+        let tokens = self.policy.tokenizer().encode(input)?;
+        let logits = self.policy.model().last_logits(&tokens)?;
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let p = |ids: &[u32]| -> f64 {
+            ids.iter()
+                .map(|&i| f64::from(logits[i as usize] - max).exp())
+                .sum()
+        };
+        let (y, n) = (p(&self.yes), p(&self.no));
+        Ok(if y + n > 0.0 {
+            (y / (y + n)) as f32
+        } else {
+            0.5
+        })
+    }
+}
+
+impl Critic for SelfEvalCritic {
+    fn name(&self) -> &str {
+        "self-eval"
+    }
+
+    fn kind(&self) -> CriticKind {
+        CriticKind::Process
+    }
+
+    fn range(&self) -> ScoreRange {
+        ScoreRange::UNIT
+    }
+
+    fn score(&self, paths: &[PathRef<'_>]) -> std::result::Result<Vec<f32>, BoxError> {
+        paths
+            .iter()
+            .map(|p| {
+                let steps = p.steps();
+                let Some((last, before)) = steps.split_last() else {
+                    return Ok(0.5);
+                };
+                let before: Vec<&str> = before.iter().map(|s| s.text.as_str()).collect();
+                let input = self.render(&p.problem().question, &before, &last.text);
+                Ok(self.judge(&input)?)
+            })
+            .collect()
+    }
+}
