@@ -57,6 +57,9 @@ pub fn normalise(answer: &str) -> String {
         .strip_prefix("\\boxed{")
         .and_then(|x| x.strip_suffix('}'))
         .unwrap_or(t);
+    // LaTeX fractions: `\frac{3}{4}`, `\dfrac{3}{4}`, `-\frac{1}{2}` → `3/4`, `-1/2`.
+    let latex = latex_fraction(t);
+    let t = latex.as_deref().unwrap_or(t);
     let cleaned: String = t
         .chars()
         .filter(|c| !matches!(c, '$' | '%' | ',' | '€' | '£'))
@@ -74,6 +77,20 @@ pub fn normalise(answer: &str) -> String {
         }
         None => t.to_lowercase(),
     }
+}
+
+/// `\frac{a}{b}` (or `\dfrac`, `\tfrac`, optionally signed) as `a/b`.
+fn latex_fraction(t: &str) -> Option<String> {
+    let (sign, rest) = match t.strip_prefix('-') {
+        Some(r) => ("-", r.trim_start()),
+        None => ("", t),
+    };
+    let rest = ["\\frac{", "\\dfrac{", "\\tfrac{"]
+        .iter()
+        .find_map(|p| rest.strip_prefix(p))?;
+    let (num, rest) = rest.split_once('}')?;
+    let den = rest.strip_prefix('{')?.strip_suffix('}')?;
+    Some(format!("{sign}{}/{}", num.trim(), den.trim()))
 }
 
 fn gcd(a: u128, b: u128) -> u128 {
@@ -232,9 +249,57 @@ mod tests {
                 normalise(b)
             );
         }
+        assert!(equivalent("\\frac{1}{2}", "0.5"));
+        assert!(equivalent("\\boxed{\\dfrac{3}{4}}", "0.75"));
+        assert!(equivalent("-\\frac{1}{4}", "-0.25"));
         assert!(!equivalent("42", "43"));
         assert!(!equivalent("1/3", "0.33"));
         assert_eq!(normalise("Paris."), "paris");
+    }
+
+    /// Property tests over seeded random numbers: every way of writing a number normalises to
+    /// the same answer, normalising is idempotent, and different numbers stay different.
+    #[test]
+    fn normaliser_properties() {
+        use ponder_engine::rng::Rng;
+        let mut rng = Rng::new(42);
+        let with_commas = |n: u64| -> String {
+            let s = n.to_string();
+            let mut out = String::new();
+            for (i, c) in s.chars().enumerate() {
+                if i > 0 && (s.len() - i).is_multiple_of(3) {
+                    out.push(',');
+                }
+                out.push(c);
+            }
+            out
+        };
+        for _ in 0..2000 {
+            let n = rng.below(10_000_000);
+            let neg = rng.below(4) == 0;
+            let sign = if neg { "-" } else { "" };
+            let base = format!("{sign}{n}");
+            let forms = [
+                format!("{sign}{n}.0"),
+                format!("{sign}{n}.000"),
+                format!("{sign}${}", with_commas(n)),
+                format!("{sign}{}.", with_commas(n)),
+                format!("{sign}{n} apples"),
+                format!("  {sign}{n}  "),
+                format!("\\boxed{{{sign}{n}}}"),
+                format!("{sign}{}/{}", n * 4, 4),
+            ];
+            for f in &forms {
+                assert!(equivalent(f, &base), "{f:?} vs {base:?}: {}", normalise(f));
+            }
+            let once = normalise(&forms[2]);
+            assert_eq!(normalise(&once), once, "idempotent");
+            assert!(!equivalent(&base, &format!("{sign}{}", n + 1)));
+            // Decimals against fractions: n/8 always terminates.
+            let num = n % 1000;
+            let dec = format!("{:.3}", num as f64 / 8.0);
+            assert!(equivalent(&dec, &format!("{num}/8")), "{dec} vs {num}/8");
+        }
     }
 
     #[test]

@@ -238,7 +238,7 @@ pub(crate) struct SearchFlags {
     /// A GGUF model file (default: the installed SmolLM2-135M-Instruct).
     #[arg(long, value_name = "FILE")]
     pub(crate) model: Option<PathBuf>,
-    /// CPU backend for the model.
+    /// Burn backend for the model (wgpu needs a build with `--features wgpu`).
     #[arg(long, value_enum)]
     pub(crate) backend: Option<BackendKind>,
     /// Sampling temperature (0 = greedy).
@@ -248,7 +248,7 @@ pub(crate) struct SearchFlags {
     #[arg(long)]
     pub(crate) max_step_tokens: Option<u32>,
     /// Process critics of the LLM search, averaged: `arithmetic`, `self-eval` and/or trained
-    /// PRM head files (default: arithmetic).
+    /// PRM head files, or `none` (default: arithmetic).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub(crate) critics: Option<Vec<String>>,
     /// A folder of trained critic heads (`ponder train-critic --out`): its value, process and
@@ -322,7 +322,7 @@ pub(crate) struct BenchPolicyArgs {
     /// A GGUF model file (default: the installed SmolLM2-135M-Instruct).
     #[arg(long, value_name = "FILE")]
     pub(crate) model: Option<PathBuf>,
-    /// CPU backend.
+    /// Burn backend (wgpu needs a build with `--features wgpu`).
     #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
     pub(crate) backend: BackendKind,
     /// Tokens decoded per stream.

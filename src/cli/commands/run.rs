@@ -110,7 +110,8 @@ pub(crate) fn resolve_config(flags: &SearchFlags) -> Result<FileConfig> {
         cfg.policy.step.max_tokens = v;
     }
     if let Some(v) = &flags.critics {
-        cfg.critics.process = v.clone();
+        // `--critics none`: no process critic.
+        cfg.critics.process = v.iter().filter(|c| *c != "none").cloned().collect();
     }
     if let Some(v) = &flags.critic_weights {
         cfg.critics.weights = Some(v.clone());
