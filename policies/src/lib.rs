@@ -7,10 +7,12 @@
 //! ([`step_policy`]). [`backend`] picks the Burn device.
 
 pub mod backend;
+pub mod dpo;
 pub mod error;
 pub mod gguf;
 pub mod hf;
 pub mod llama;
+pub mod lora;
 pub mod models;
 pub mod step_policy;
 pub mod testing;

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
+use crate::lora::{Adapters, Target, fused_delta};
 
 /// Tensor names of one checkpoint layout.
 struct Names {
@@ -384,6 +385,8 @@ pub struct Llama {
     norm: Tensor<1>,
     /// Output projection, `[vocab, d]` (the embedding itself when tied).
     lm_head: Tensor<2>,
+    /// Whether the output projection is the embedding.
+    tied: bool,
     cos: Tensor<2>,
     sin: Tensor<2>,
 }
@@ -492,7 +495,8 @@ impl Llama {
         // The head stays `[vocab, d]` (computed as `head · hᵀ`): with the vocabulary as the
         // matmul's long side, the CPU kernels run 2x faster than `h · headᵀ` at batch 1-8.
         // Tied embeddings share the embedding's storage.
-        let lm_head = if (src.load)(n.head)?.is_some() {
+        let tied = (src.load)(n.head)?.is_none();
+        let lm_head = if !tied {
             Tensor::from_data(
                 TensorData::new(load(n.head, &[cfg.vocab, d])?, [cfg.vocab, d]),
                 device,
@@ -509,9 +513,221 @@ impl Llama {
             layers,
             norm,
             lm_head,
+            tied,
             cos,
             sin,
         })
+    }
+
+    /// Writes the model, with `lora` merged into its weights when given, as an HF checkpoint
+    /// folder (`config.json`, `model.safetensors` in F32, and the tokenizer files) that
+    /// [`Llama::from_hf_dir`] — and HF `transformers` — read back. Weights loaded from GGUF are
+    /// written in HF's layout: the query and key rows that llama.cpp permuted for its
+    /// interleaved rotary embedding are put back in rotate-half order.
+    ///
+    /// # Errors
+    /// The folder cannot be written, or a tensor cannot be read back from the device.
+    pub fn save_hf(
+        &self,
+        dir: &Path,
+        tokenizer: &crate::tokenizer::Tokenizer,
+        lora: Option<Adapters<'_>>,
+    ) -> Result<()> {
+        use safetensors::{Dtype, tensor::TensorView};
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let (d, hd) = (self.cfg.d_model, self.cfg.head_dim());
+        let kv = self.cfg.n_kv_heads * hd;
+        let ffn = self.cfg.ffn;
+        // Rows of `[rows, cols]` row-major data.
+        let rows = |v: &[f32], from: usize, n: usize, cols: usize| -> Vec<f32> {
+            v[from * cols..(from + n) * cols].to_vec()
+        };
+        // GGUF row order within a head is (pair i, element j) -> 2i + j; HF's is j·half + i.
+        let unpermute = |v: Vec<f32>, heads: usize, cols: usize| -> Vec<f32> {
+            if self.cfg.rope != Rope::Interleaved {
+                return v;
+            }
+            let half = hd / 2;
+            let mut out = vec![0f32; v.len()];
+            for h in 0..heads {
+                for i in 0..half {
+                    for j in 0..2 {
+                        let src = (h * hd + 2 * i + j) * cols;
+                        let dst = (h * hd + j * half + i) * cols;
+                        out[dst..dst + cols].copy_from_slice(&v[src..src + cols]);
+                    }
+                }
+            }
+            out
+        };
+        let merged = |w: &Tensor<2>,
+                      l: Option<&crate::lora::LayerAdapters>,
+                      parts: &[(Target, usize)]|
+         -> Result<Vec<f32>> {
+            let [_, cols] = w.dims();
+            let mut v = to_vec(w.clone().reshape([w.dims()[0] * cols]))?;
+            if let (Some(l), Some(a)) = (l, lora) {
+                let mut row = 0;
+                for (t, n) in parts {
+                    if let Some(ad) = l.get(*t) {
+                        let delta = to_vec(ad.product().mul_scalar(a.scale).reshape([n * cols]))?;
+                        for (x, dx) in v[row * cols..(row + n) * cols].iter_mut().zip(delta) {
+                            *x += dx;
+                        }
+                    }
+                    row += n;
+                }
+            }
+            Ok(v)
+        };
+        let mut tensors: Vec<(String, Vec<f32>, Vec<usize>)> = Vec::new();
+        let mut put = |name: String, v: Vec<f32>, shape: Vec<usize>| tensors.push((name, v, shape));
+        put(
+            "model.embed_tokens.weight".into(),
+            to_vec(self.embed.clone().reshape([self.cfg.vocab * d]))?,
+            vec![self.cfg.vocab, d],
+        );
+        put(
+            "model.norm.weight".into(),
+            to_vec(self.norm.clone())?,
+            vec![d],
+        );
+        if !self.tied {
+            put(
+                "lm_head.weight".into(),
+                to_vec(self.lm_head.clone().reshape([self.cfg.vocab * d]))?,
+                vec![self.cfg.vocab, d],
+            );
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            let l = lora.map(|a| &a.lora.layers[i]);
+            let p = format!("model.layers.{i}.");
+            let qkv = merged(
+                &layer.wqkv,
+                l,
+                &[(Target::Q, d), (Target::K, kv), (Target::V, kv)],
+            )?;
+            put(
+                format!("{p}self_attn.q_proj.weight"),
+                unpermute(rows(&qkv, 0, d, d), self.cfg.n_heads, d),
+                vec![d, d],
+            );
+            put(
+                format!("{p}self_attn.k_proj.weight"),
+                unpermute(rows(&qkv, d, kv, d), self.cfg.n_kv_heads, d),
+                vec![kv, d],
+            );
+            put(
+                format!("{p}self_attn.v_proj.weight"),
+                rows(&qkv, d + kv, kv, d),
+                vec![kv, d],
+            );
+            if let Some(b) = &layer.bqkv {
+                let b = to_vec(b.clone())?;
+                put(
+                    format!("{p}self_attn.q_proj.bias"),
+                    unpermute(b[..d].to_vec(), self.cfg.n_heads, 1),
+                    vec![d],
+                );
+                put(
+                    format!("{p}self_attn.k_proj.bias"),
+                    unpermute(b[d..d + kv].to_vec(), self.cfg.n_kv_heads, 1),
+                    vec![kv],
+                );
+                put(
+                    format!("{p}self_attn.v_proj.bias"),
+                    b[d + kv..].to_vec(),
+                    vec![kv],
+                );
+            }
+            put(
+                format!("{p}self_attn.o_proj.weight"),
+                merged(&layer.wo, l, &[(Target::O, d)])?,
+                vec![d, d],
+            );
+            let gu = merged(
+                &layer.w_gate_up,
+                l,
+                &[(Target::Gate, ffn), (Target::Up, ffn)],
+            )?;
+            put(
+                format!("{p}mlp.gate_proj.weight"),
+                rows(&gu, 0, ffn, d),
+                vec![ffn, d],
+            );
+            put(
+                format!("{p}mlp.up_proj.weight"),
+                rows(&gu, ffn, ffn, d),
+                vec![ffn, d],
+            );
+            put(
+                format!("{p}mlp.down_proj.weight"),
+                merged(&layer.w_down, l, &[(Target::Down, d)])?,
+                vec![d, ffn],
+            );
+            put(
+                format!("{p}input_layernorm.weight"),
+                to_vec(layer.attn_norm.clone())?,
+                vec![d],
+            );
+            put(
+                format!("{p}post_attention_layernorm.weight"),
+                to_vec(layer.ffn_norm.clone())?,
+                vec![d],
+            );
+        }
+        let qwen2 = self.layers.iter().any(|l| l.bqkv.is_some());
+        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+            .into_iter()
+            .map(|(n, v, s)| (n, v.iter().flat_map(|x| x.to_le_bytes()).collect(), s))
+            .collect();
+        let mut views = Vec::with_capacity(bytes.len());
+        for (name, data, shape) in &bytes {
+            let view = TensorView::new(Dtype::F32, shape.clone(), data)
+                .map_err(|e| Error::Model(format!("tensor {name}: {e}")))?;
+            views.push((name.as_str(), view));
+        }
+        let out = safetensors::serialize(views, None)
+            .map_err(|e| Error::Model(format!("serialising the weights: {e}")))?;
+        let write = |name: &str, data: &[u8]| -> Result<()> {
+            // Temporary name, then rename: a crash never leaves a half-written file under the
+            // final name.
+            let tmp = dir.join(format!("{name}.tmp"));
+            std::fs::write(&tmp, data).map_err(|source| Error::Io {
+                path: tmp.clone(),
+                source,
+            })?;
+            std::fs::rename(&tmp, dir.join(name)).map_err(|source| Error::Io {
+                path: dir.join(name),
+                source,
+            })
+        };
+        write("model.safetensors", &out)?;
+        let config = serde_json::json!({
+            // Q/K/V biases make it a Qwen2 for HF transformers (Llama's `attention_bias` would
+            // also add one to the output projection).
+            "architectures": [if qwen2 { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
+            "model_type": if qwen2 { "qwen2" } else { "llama" },
+            "hidden_size": d,
+            "intermediate_size": ffn,
+            "num_attention_heads": self.cfg.n_heads,
+            "num_key_value_heads": self.cfg.n_kv_heads,
+            "num_hidden_layers": self.cfg.n_layers,
+            "vocab_size": self.cfg.vocab,
+            "rms_norm_eps": self.cfg.rms_eps,
+            "rope_theta": self.cfg.rope_base,
+            "max_position_embeddings": self.cfg.max_seq,
+            "tie_word_embeddings": self.tied,
+            "hidden_act": "silu",
+            "torch_dtype": "float32",
+            "bos_token_id": tokenizer.bos(),
+            "eos_token_id": tokenizer.eos(),
+        });
+        write("config.json", config.to_string().as_bytes())?;
+        tokenizer.save_hf(dir)
     }
 
     /// The model's shape.
@@ -543,7 +759,7 @@ impl Llama {
     /// cache's, or a sequence longer than `max_seq`.
     pub fn forward(&self, tokens: &[Vec<u32>], cache: &mut KvCache) -> Result<Tensor<3>> {
         let t = tokens.first().map_or(0, Vec::len);
-        let hidden = self.trunk(tokens, cache, false)?;
+        let hidden = self.trunk(tokens, cache, false, None)?;
         Ok(self
             .logits(hidden)
             .reshape([tokens.len(), t, self.cfg.vocab]))
@@ -556,7 +772,7 @@ impl Llama {
     /// # Errors
     /// As [`Llama::forward`].
     pub fn forward_last(&self, tokens: &[Vec<u32>], cache: &mut KvCache) -> Result<Tensor<2>> {
-        Ok(self.logits(self.trunk(tokens, cache, true)?))
+        Ok(self.logits(self.trunk(tokens, cache, true, None)?))
     }
 
     /// As [`Llama::forward_last`], also returning each row's last hidden state (after the final
@@ -569,12 +785,27 @@ impl Llama {
         tokens: &[Vec<u32>],
         cache: &mut KvCache,
     ) -> Result<(Tensor<2>, Tensor<2>)> {
-        let hidden = self.trunk(tokens, cache, true)?;
+        let hidden = self.trunk(tokens, cache, true, None)?;
         Ok((self.logits(hidden.clone()), hidden))
     }
 
-    /// The output projection of hidden states `[rows, d]`.
-    fn logits(&self, hidden: Tensor<2>) -> Tensor<2> {
+    /// The hidden states (after the final norm) of every new position, `[batch · t, d]`, with
+    /// optional LoRA adapters in the projections: what training reads log-probabilities from
+    /// (apply [`Llama::logits`] to the positions that matter only).
+    ///
+    /// # Errors
+    /// As [`Llama::forward`].
+    pub fn hidden_all(
+        &self,
+        tokens: &[Vec<u32>],
+        cache: &mut KvCache,
+        lora: Option<Adapters<'_>>,
+    ) -> Result<Tensor<2>> {
+        self.trunk(tokens, cache, false, lora)
+    }
+
+    /// The output projection of hidden states `[rows, d]`: logits `[rows, vocab]`.
+    pub fn logits(&self, hidden: Tensor<2>) -> Tensor<2> {
         linear(&self.lm_head, hidden).transpose()
     }
 
@@ -585,7 +816,17 @@ impl Llama {
         tokens: &[Vec<u32>],
         cache: &mut KvCache,
         last_only: bool,
+        lora: Option<Adapters<'_>>,
     ) -> Result<Tensor<2>> {
+        if let Some(a) = lora
+            && a.lora.layers.len() != self.layers.len()
+        {
+            return Err(Error::Model(format!(
+                "adapters for {} layers on a model of {}",
+                a.lora.layers.len(),
+                self.layers.len()
+            )));
+        }
         let b = tokens.len();
         let t = tokens.first().map_or(0, Vec::len);
         let bad = Error::Model;
@@ -671,16 +912,29 @@ impl Llama {
                 .expand([b, nkv, rep * t, total])
         });
         let scale = 1.0 / (hd as f32).sqrt();
-        for (layer, (kc, vc)) in self.layers.iter().zip(cache.layers.iter_mut()) {
+        for (li, (layer, (kc, vc))) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
+            let ad = lora.map(|a| (&a.lora.layers[li], a.scale));
             let h: Tensor<2> =
                 rms_norm(x.clone(), &layer.attn_norm, self.cfg.rms_eps).reshape([b * t, d]);
             // `[d + 2·kv, b·t]`: Q, K, V are row ranges.
+            let kvd = nkv * hd;
+            let delta = ad.and_then(|(l, scale)| {
+                fused_delta(
+                    l,
+                    &[(Target::Q, d), (Target::K, kvd), (Target::V, kvd)],
+                    &h.clone().transpose(),
+                    scale,
+                )
+            });
             let qkv = linear(&layer.wqkv, h);
+            let qkv = match delta {
+                Some(dq) => qkv + dq,
+                None => qkv,
+            };
             let qkv = match &layer.bqkv {
                 Some(bias) => qkv + bias.clone().unsqueeze_dim(1),
                 None => qkv,
             };
-            let kvd = nkv * hd;
             let heads = |from: usize, len: usize, n: usize| -> Tensor<4> {
                 qkv.clone()
                     .narrow(0, from, len)
@@ -708,15 +962,40 @@ impl Llama {
             };
             let attn = softmax(scores, 3).matmul(v_all).reshape([b, nh, t, hd]);
             let attn: Tensor<2> = attn.swap_dims(1, 2).reshape([b * t, d]);
-            x = x + linear(&layer.wo, attn).transpose().reshape([b, t, d]);
+            let delta = ad.and_then(|(l, scale)| {
+                fused_delta(l, &[(Target::O, d)], &attn.clone().transpose(), scale)
+            });
+            let o = linear(&layer.wo, attn);
+            let o = match delta {
+                Some(dl) => o + dl,
+                None => o,
+            };
+            x = x + o.transpose().reshape([b, t, d]);
             let h: Tensor<2> =
                 rms_norm(x.clone(), &layer.ffn_norm, self.cfg.rms_eps).reshape([b * t, d]);
             // `[2·ffn, b·t]`: gate rows, then up rows; the product stays transposed into the
             // down projection (`W_down · (g ⊙ u)`, no transposes in between).
-            let gu = linear(&layer.w_gate_up, h);
             let ffn = self.cfg.ffn;
+            let delta = ad.and_then(|(l, scale)| {
+                fused_delta(
+                    l,
+                    &[(Target::Gate, ffn), (Target::Up, ffn)],
+                    &h.clone().transpose(),
+                    scale,
+                )
+            });
+            let gu = linear(&layer.w_gate_up, h);
+            let gu = match delta {
+                Some(dl) => gu + dl,
+                None => gu,
+            };
             let act = silu(gu.clone().narrow(0, 0, ffn)) * gu.narrow(0, ffn, ffn);
+            let delta = ad.and_then(|(l, scale)| fused_delta(l, &[(Target::Down, d)], &act, scale));
             let down = layer.w_down.clone().matmul(act);
+            let down = match delta {
+                Some(dl) => down + dl,
+                None => down,
+            };
             x = x + down.transpose().reshape([b, t, d]);
         }
         cache.len = total;

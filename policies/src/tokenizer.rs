@@ -71,6 +71,47 @@ impl ChatTemplate {
         }
     }
 
+    /// A Jinja template of the family (what an exported checkpoint's `tokenizer_config.json`
+    /// carries; [`ChatTemplate::from_jinja`] recognises it again, and HF `transformers` can run
+    /// it).
+    pub fn to_jinja(&self) -> Option<String> {
+        let loop_ = |turn: &str, prompt: &str| {
+            format!(
+                "{{% for message in messages %}}{turn}{{% endfor %}}{{% if add_generation_prompt %}}{prompt}{{% endif %}}"
+            )
+        };
+        Some(match self {
+            ChatTemplate::ChatMl { default_system } => {
+                let sys = default_system.as_ref().map_or(String::new(), |d| {
+                    format!(
+                        "{{% if messages[0]['role'] != 'system' %}}<|im_start|>system\n{d}<|im_end|>\n{{% endif %}}"
+                    )
+                });
+                format!(
+                    "{sys}{}",
+                    loop_(
+                        "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n",
+                        "<|im_start|>assistant\n"
+                    )
+                )
+            }
+            ChatTemplate::Llama3 => format!(
+                "<|begin_of_text|>{}",
+                loop_(
+                    "<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n{{ message['content'] }}<|eot_id|>",
+                    "<|start_header_id|>assistant<|end_header_id|>\n\n"
+                )
+            ),
+            ChatTemplate::Inst { sys_block: true } => "<s>{% for message in messages %}{% if message['role'] == 'system' %}[INST] <<SYS>>\n{{ message['content'] }}\n<</SYS>>\n\n{% elif message['role'] == 'user' %}{{ message['content'] }} [/INST]{% endif %}{% endfor %}".into(),
+            ChatTemplate::Inst { sys_block: false } => "<s>{% for message in messages %}{% if message['role'] == 'user' %}[INST] {{ message['content'] }} [/INST]{% endif %}{% endfor %}".into(),
+            ChatTemplate::Zephyr => loop_(
+                "<|{{ message['role'] }}|>\n{{ message['content'] }}</s>\n",
+                "<|assistant|>\n",
+            ),
+            ChatTemplate::Plain => return None,
+        })
+    }
+
     /// Renders one user turn, ready for the assistant's reply.
     pub fn render(&self, system: Option<&str>, user: &str) -> String {
         match self {
@@ -270,6 +311,32 @@ impl Tokenizer {
             id("eos_token_id"),
             ChatTemplate::from_jinja(template.as_deref()),
         )
+    }
+
+    /// Writes the tokenizer as an HF checkpoint folder expects it: `tokenizer.json`, and
+    /// `tokenizer_config.json` with the chat template. (`config.json` carries the bos/eos ids.)
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Tokenizer`].
+    pub fn save_hf(&self, dir: &Path) -> Result<()> {
+        let json = self.inner.to_string(false).map_err(tok_err)?;
+        let write = |name: &str, text: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|source| Error::Io { path, source })
+        };
+        write("tokenizer.json", json)?;
+        let mut cfg = serde_json::json!({"tokenizer_class": "PreTrainedTokenizerFast"});
+        if let Some(t) = self.chat.to_jinja() {
+            cfg["chat_template"] = t.into();
+        }
+        let token = |id: Option<u32>| id.and_then(|i| self.inner.id_to_token(i));
+        if let Some(b) = token(self.bos) {
+            cfg["bos_token"] = b.into();
+        }
+        if let Some(e) = token(self.eos) {
+            cfg["eos_token"] = e.into();
+        }
+        write("tokenizer_config.json", cfg.to_string())
     }
 
     /// Token ids of `text`; special tokens written in the text (`<|im_start|>`) are recognised,

@@ -1,0 +1,240 @@
+//! LoRA adapters for the decoder: for each targeted projection `W` (`[out, in]`), a pair
+//! `A` `[rank, in]`, `B` `[out, rank]` so that the layer computes `W·h + (alpha/rank)·B·A·h`.
+//! `B` starts at zero, so a fresh adapter leaves the model unchanged; only `A` and `B` train.
+//!
+//! Adapters are a Burn [`Module`], so Burn's optimisers update them; [`Lora::merge`] folds them
+//! into the weights for export.
+
+use burn::module::{Module, Param};
+use burn::prelude::*;
+use ponder_engine::rng::Rng;
+
+use crate::error::{Error, Result};
+use crate::llama::LlamaConfig;
+
+/// A projection an adapter can target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// Attention query.
+    Q,
+    /// Attention key.
+    K,
+    /// Attention value.
+    V,
+    /// Attention output.
+    O,
+    /// FFN gate.
+    Gate,
+    /// FFN up.
+    Up,
+    /// FFN down.
+    Down,
+}
+
+impl Target {
+    /// Every target.
+    pub const ALL: [Target; 7] = [
+        Target::Q,
+        Target::K,
+        Target::V,
+        Target::O,
+        Target::Gate,
+        Target::Up,
+        Target::Down,
+    ];
+
+    /// The name used in configs and files (`q`, `k`, `v`, `o`, `gate`, `up`, `down`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Q => "q",
+            Target::K => "k",
+            Target::V => "v",
+            Target::O => "o",
+            Target::Gate => "gate",
+            Target::Up => "up",
+            Target::Down => "down",
+        }
+    }
+
+    /// Parses [`Target::name`].
+    ///
+    /// # Errors
+    /// An unknown name.
+    pub fn parse(s: &str) -> Result<Target> {
+        Target::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| {
+                Error::Model(format!(
+                    "unknown LoRA target `{s}` (q, k, v, o, gate, up, down)"
+                ))
+            })
+    }
+
+    /// `(out, in)` of the projection.
+    pub fn shape(self, cfg: &LlamaConfig) -> (usize, usize) {
+        let kv = cfg.n_kv_heads * cfg.head_dim();
+        match self {
+            Target::Q | Target::O => (cfg.d_model, cfg.d_model),
+            Target::K | Target::V => (kv, cfg.d_model),
+            Target::Gate | Target::Up => (cfg.ffn, cfg.d_model),
+            Target::Down => (cfg.d_model, cfg.ffn),
+        }
+    }
+}
+
+/// Adapter settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraConfig {
+    /// Rank of `B·A`.
+    pub rank: usize,
+    /// Scale numerator: the update is `(alpha / rank)·B·A`.
+    pub alpha: f32,
+    /// Projections that get an adapter.
+    pub targets: Vec<Target>,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        LoraConfig {
+            rank: 8,
+            alpha: 16.0,
+            targets: Target::ALL.to_vec(),
+        }
+    }
+}
+
+impl LoraConfig {
+    /// `alpha / rank`.
+    pub fn scale(&self) -> f32 {
+        self.alpha / self.rank.max(1) as f32
+    }
+}
+
+/// One adapter pair.
+#[derive(Module, Debug)]
+pub struct Adapter {
+    /// `[rank, in]`.
+    pub a: Param<Tensor<2>>,
+    /// `[out, rank]`.
+    pub b: Param<Tensor<2>>,
+}
+
+impl Adapter {
+    /// `B·(A·x)` for `x` `[in, n]` (the decoder's transposed activations): `[out, n]`.
+    pub fn apply(&self, x: Tensor<2>) -> Tensor<2> {
+        self.b.val().matmul(self.a.val().matmul(x))
+    }
+
+    /// `B·A`, `[out, in]`.
+    pub fn product(&self) -> Tensor<2> {
+        self.b.val().matmul(self.a.val())
+    }
+}
+
+/// The adapters of one decoder block.
+#[derive(Module, Debug)]
+pub struct LayerAdapters {
+    /// Query.
+    pub q: Option<Adapter>,
+    /// Key.
+    pub k: Option<Adapter>,
+    /// Value.
+    pub v: Option<Adapter>,
+    /// Attention output.
+    pub o: Option<Adapter>,
+    /// FFN gate.
+    pub gate: Option<Adapter>,
+    /// FFN up.
+    pub up: Option<Adapter>,
+    /// FFN down.
+    pub down: Option<Adapter>,
+}
+
+impl LayerAdapters {
+    /// The adapter of a target.
+    pub fn get(&self, t: Target) -> Option<&Adapter> {
+        match t {
+            Target::Q => self.q.as_ref(),
+            Target::K => self.k.as_ref(),
+            Target::V => self.v.as_ref(),
+            Target::O => self.o.as_ref(),
+            Target::Gate => self.gate.as_ref(),
+            Target::Up => self.up.as_ref(),
+            Target::Down => self.down.as_ref(),
+        }
+    }
+}
+
+/// Adapters for every block of a model.
+#[derive(Module, Debug)]
+pub struct Lora {
+    /// One entry per decoder block.
+    pub layers: Vec<LayerAdapters>,
+}
+
+/// Adapters with their scale: what the decoder's forward pass takes.
+#[derive(Clone, Copy, Debug)]
+pub struct Adapters<'a> {
+    /// The adapters.
+    pub lora: &'a Lora,
+    /// `alpha / rank`.
+    pub scale: f32,
+}
+
+impl Lora {
+    /// Fresh adapters for a model of shape `model`: `A` uniform in ±1/√in (seeded), `B` zero.
+    pub fn new(model: &LlamaConfig, cfg: &LoraConfig, seed: u64, device: &Device) -> Lora {
+        let mut rng = Rng::new(seed);
+        let r = cfg.rank.max(1);
+        let mut make = |t: Target| -> Option<Adapter> {
+            if !cfg.targets.contains(&t) {
+                return None;
+            }
+            let (out, inp) = t.shape(model);
+            let bound = 1.0 / (inp as f64).sqrt();
+            let a: Vec<f32> = (0..r * inp)
+                .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
+                .collect();
+            Some(Adapter {
+                a: Param::from_tensor(Tensor::from_data(TensorData::new(a, [r, inp]), device)),
+                b: Param::from_tensor(Tensor::zeros([out, r], device)),
+            })
+        };
+        let layers = (0..model.n_layers)
+            .map(|_| LayerAdapters {
+                q: make(Target::Q),
+                k: make(Target::K),
+                v: make(Target::V),
+                o: make(Target::O),
+                gate: make(Target::Gate),
+                up: make(Target::Up),
+                down: make(Target::Down),
+            })
+            .collect();
+        Lora { layers }
+    }
+}
+
+/// The stacked delta of several targets sharing one fused projection (`parts` in row order,
+/// each with its output size), on `x` `[in, n]`: `None` when none of them has an adapter.
+pub(crate) fn fused_delta(
+    layer: &LayerAdapters,
+    parts: &[(Target, usize)],
+    x: &Tensor<2>,
+    scale: f32,
+) -> Option<Tensor<2>> {
+    if parts.iter().all(|(t, _)| layer.get(*t).is_none()) {
+        return None;
+    }
+    let n = x.dims()[1];
+    let device = x.device();
+    let rows: Vec<Tensor<2>> = parts
+        .iter()
+        .map(|(t, out)| match layer.get(*t) {
+            Some(a) => a.apply(x.clone()),
+            None => Tensor::zeros([*out, n], &device),
+        })
+        .collect();
+    Some(Tensor::cat(rows, 0).mul_scalar(scale))
+}

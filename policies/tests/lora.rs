@@ -1,0 +1,158 @@
+//! LoRA adapters and HF export: a fresh adapter changes nothing, a trained one merges into the
+//! weights with the same logits, and an exported checkpoint (GGUF's interleaved rotary layout
+//! turned back into HF's) loads back with the same logits, tokenizer and chat template.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Param;
+use burn::prelude::*;
+use ponder_engine::rng::Rng;
+use ponder_policies::gguf::Gguf;
+use ponder_policies::llama::Llama;
+use ponder_policies::lora::{Adapter, Adapters, Lora, LoraConfig, Target};
+use ponder_policies::testing::tiny_llama_gguf;
+use ponder_policies::tokenizer::Tokenizer;
+
+fn tiny() -> (Llama, Tokenizer) {
+    let g = Gguf::parse(Path::new("tiny.gguf"), tiny_llama_gguf(21)).unwrap();
+    (
+        Llama::from_gguf(&g, &Device::flex()).unwrap(),
+        Tokenizer::from_gguf(&g).unwrap(),
+    )
+}
+
+fn logits(m: &Llama, tokens: &[u32], lora: Option<Adapters<'_>>) -> Vec<f32> {
+    let h = m
+        .hidden_all(&[tokens.to_vec()], &mut m.new_cache(1), lora)
+        .unwrap();
+    m.logits(h).try_into_vec_as::<f32>().unwrap()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
+/// Gives every adapter a random `B` (a fresh one is zero).
+fn randomise(lora: Lora, seed: u64) -> Lora {
+    let mut rng = Rng::new(seed);
+    let mut fill = |ad: Option<Adapter>| {
+        ad.map(|ad| {
+            let [o, r] = ad.b.val().dims();
+            let v: Vec<f32> = (0..o * r)
+                .map(|_| (rng.next_f64() as f32 - 0.5) * 0.2)
+                .collect();
+            Adapter {
+                a: ad.a,
+                b: Param::from_tensor(Tensor::from_data(
+                    TensorData::new(v, [o, r]),
+                    &Device::flex(),
+                )),
+            }
+        })
+    };
+    Lora {
+        layers: lora
+            .layers
+            .into_iter()
+            .map(|l| ponder_policies::lora::LayerAdapters {
+                q: fill(l.q),
+                k: fill(l.k),
+                v: fill(l.v),
+                o: fill(l.o),
+                gate: fill(l.gate),
+                up: fill(l.up),
+                down: fill(l.down),
+            })
+            .collect(),
+    }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ponder-lora-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn fresh_adapters_change_nothing_and_merged_adapters_match_unmerged() {
+    let (m, t) = tiny();
+    let tokens: Vec<u32> = (20..45).collect();
+    let base = logits(&m, &tokens, None);
+    let cfg = LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        targets: Target::ALL.to_vec(),
+    };
+    let fresh = Lora::new(m.config(), &cfg, 1, &Device::flex());
+    let a = Adapters {
+        lora: &fresh,
+        scale: cfg.scale(),
+    };
+    assert!(max_diff(&base, &logits(&m, &tokens, Some(a))) < 1e-6);
+    let trained = randomise(fresh, 2);
+    let a = Adapters {
+        lora: &trained,
+        scale: cfg.scale(),
+    };
+    let adapted = logits(&m, &tokens, Some(a));
+    assert!(
+        max_diff(&base, &adapted) > 1e-2,
+        "the adapters do something"
+    );
+    // Export merged, load back as an HF folder: same logits as the unmerged adapters.
+    let dir = tmp("merged");
+    m.save_hf(&dir, &t, Some(a)).unwrap();
+    let back = Llama::from_hf_dir(&dir, &Device::flex()).unwrap();
+    let d = max_diff(&adapted, &logits(&back, &tokens, None));
+    assert!(d < 1e-4, "merged vs unmerged: {d}");
+    let tb = Tokenizer::from_hf_dir(&dir).unwrap();
+    assert_eq!(tb.chat(), t.chat());
+    assert_eq!(tb.eos(), t.eos());
+    let text = t.chat().render(None, "héllo 12 ab");
+    assert_eq!(tb.encode(&text).unwrap(), t.encode(&text).unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Only some targets.
+    let cfg = LoraConfig {
+        rank: 2,
+        alpha: 2.0,
+        targets: vec![Target::V, Target::Down],
+    };
+    let some = randomise(Lora::new(m.config(), &cfg, 3, &Device::flex()), 4);
+    assert!(some.layers[0].q.is_none() && some.layers[0].v.is_some());
+    let a = Adapters {
+        lora: &some,
+        scale: cfg.scale(),
+    };
+    let adapted = logits(&m, &tokens, Some(a));
+    let dir = tmp("some");
+    m.save_hf(&dir, &t, Some(a)).unwrap();
+    let back = Llama::from_hf_dir(&dir, &Device::flex()).unwrap();
+    assert!(max_diff(&adapted, &logits(&back, &tokens, None)) < 1e-4);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn plain_export_round_trips_and_bad_targets_are_named() {
+    let (m, t) = tiny();
+    let tokens: Vec<u32> = (3..30).collect();
+    let dir = tmp("plain");
+    m.save_hf(&dir, &t, None).unwrap();
+    let back = Llama::from_hf_dir(&dir, &Device::flex()).unwrap();
+    assert!(max_diff(&logits(&m, &tokens, None), &logits(&back, &tokens, None)) < 1e-4);
+    assert_eq!(
+        m.greedy(&tokens, 6, None).unwrap(),
+        back.greedy(&tokens, 6, None).unwrap()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        Target::parse("qq")
+            .unwrap_err()
+            .to_string()
+            .contains("`qq`")
+    );
+    assert_eq!(Target::parse("gate").unwrap(), Target::Gate);
+}
