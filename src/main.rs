@@ -43,5 +43,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Problems(a) => cli::commands::problems::run(a),
         Command::TrainCritic(a) => cli::commands::critic::train(a, quiet),
         Command::EvalCritic(a) => cli::commands::critic::eval(a, quiet),
+        Command::Dpo(a) => cli::commands::dpo::run(a, quiet),
     }
 }

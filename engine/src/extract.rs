@@ -139,6 +139,15 @@ pub struct PairCritics {
     pub rejected: CriticBreakdown,
 }
 
+/// The concatenated token ids of the steps from the root to `node`, if all are known.
+fn prefix_tokens(tree: &Tree, node: NodeId) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for n in tree.path_to(node).into_iter().skip(1) {
+        out.extend(tree.data(n).step.tokens.as_ref()?);
+    }
+    Some(out)
+}
+
 /// A step-level preference pair (TRL preference form plus MCTS metadata).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PairRecord {
@@ -152,6 +161,13 @@ pub struct PairRecord {
     pub depth: u32,
     /// Question prompt plus the shared prefix of steps.
     pub prompt: String,
+    /// The shared prefix of steps alone (`prompt` ends with it): a policy that wraps the task
+    /// prompt in a chat template needs the boundary.
+    #[serde(default)]
+    pub prefix: String,
+    /// Token ids of the prefix steps, when every one of them is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_tokens: Option<Vec<u32>>,
     /// The preferred next step.
     pub chosen: String,
     /// The dispreferred next step.
@@ -326,6 +342,8 @@ pub fn pairs(report: &SearchReport, cfg: &SearchConfig, pc: &PairConfig) -> Vec<
             tree_id: tree.id().0,
             depth: tree.data(w).depth,
             prompt: format!("{}{}", tree.prompt(), tree.path_text(parent)),
+            prefix: tree.path_text(parent),
+            prefix_tokens: prefix_tokens(tree, parent),
             chosen: sw.text.clone(),
             rejected: sl.text.clone(),
             q_chosen: qw,

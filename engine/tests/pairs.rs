@@ -128,6 +128,9 @@ fn check_pair(
 
     // Chosen and rejected are siblings under the prompt's node.
     let parent = node_of_prompt(t, &pair.prompt);
+    // The prefix alone is the parent's path text; the prompt is the tree prompt plus it.
+    assert_eq!(pair.prefix, t.path_text(parent));
+    assert_eq!(pair.prompt, format!("{}{}", t.prompt(), pair.prefix));
     let w = child_with_text(t, parent, &pair.chosen);
     let l = child_with_text(t, parent, &pair.rejected);
     assert_ne!(w, l);

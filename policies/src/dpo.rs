@@ -152,7 +152,11 @@ pub fn read_pairs(path: &Path, tokenizer: &Tokenizer, chat: bool) -> Result<Vec<
             task.to_string()
         };
         let mut context = tokenizer.encode(&rendered)?;
-        context.extend(ids("prefix_tokens", "prefix")?);
+        if v.get("prefix_tokens").is_some() {
+            context.extend(ids("prefix_tokens", "prefix")?);
+        } else if !prefix.is_empty() {
+            context.extend(tokenizer.encode(&prefix)?);
+        }
         let pair = TokenPair {
             context,
             chosen: ids("chosen_tokens", "chosen")?,

@@ -216,6 +216,67 @@ impl Lora {
     }
 }
 
+impl Lora {
+    /// Writes the adapters as safetensors (`layers.{i}.{target}.lora_a` `[rank, in]` and
+    /// `.lora_b` `[out, rank]`, F32) with metadata `format = ponder-lora`, `rank`, `alpha`,
+    /// `targets`, `layers`.
+    ///
+    /// # Errors
+    /// The file cannot be written or a tensor read back.
+    pub fn save(&self, path: &std::path::Path, cfg: &LoraConfig) -> Result<()> {
+        use safetensors::{Dtype, tensor::TensorView};
+        let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            for t in Target::ALL {
+                if let Some(ad) = l.get(t) {
+                    for (part, p) in [("lora_a", &ad.a), ("lora_b", &ad.b)] {
+                        let v = p.val();
+                        let dims = v.dims().to_vec();
+                        let data: Vec<u8> = v
+                            .try_into_vec_as::<f32>()
+                            .map_err(|e| Error::Model(format!("reading an adapter: {e:?}")))?
+                            .iter()
+                            .flat_map(|x| x.to_le_bytes())
+                            .collect();
+                        tensors.push((format!("layers.{i}.{}.{part}", t.name()), data, dims));
+                    }
+                }
+            }
+        }
+        let mut views = Vec::new();
+        for (n, d, s) in &tensors {
+            views.push((
+                n.as_str(),
+                TensorView::new(Dtype::F32, s.clone(), d)
+                    .map_err(|e| Error::Model(format!("adapter {n}: {e}")))?,
+            ));
+        }
+        let meta: std::collections::HashMap<String, String> = [
+            ("format", "ponder-lora".to_string()),
+            ("rank", cfg.rank.to_string()),
+            ("alpha", cfg.alpha.to_string()),
+            (
+                "targets",
+                cfg.targets
+                    .iter()
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            ("layers", self.layers.len().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let out = safetensors::serialize(views, Some(meta))
+            .map_err(|e| Error::Model(format!("serialising adapters: {e}")))?;
+        std::fs::write(path, out).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
 /// The stacked delta of several targets sharing one fused projection (`parts` in row order,
 /// each with its output size), on `x` `[in, n]`: `None` when none of them has an adapter.
 pub(crate) fn fused_delta(

@@ -73,6 +73,65 @@ pub(crate) enum Command {
     /// Measure critics on labelled paths: accuracy, precision, recall, AUROC and calibration
     /// error (ECE).
     EvalCritic(EvalCriticArgs),
+    /// Train the policy on preference pairs by step-level DPO (LoRA) and write the merged model
+    /// as an HF checkpoint folder that --model reads.
+    Dpo(DpoArgs),
+}
+
+/// The preference loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum DpoLoss {
+    /// DPO's sigmoid loss with each pair's conservative label smoothing.
+    Sigmoid,
+    /// IPO's squared loss.
+    Ipo,
+}
+
+/// `ponder dpo`.
+#[derive(Debug, Args)]
+pub(crate) struct DpoArgs {
+    /// Pairs JSONL files (`ponder generate`'s pairs.jsonl, or TRL prompt/chosen/rejected).
+    #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
+    pub(crate) pairs: Vec<PathBuf>,
+    /// The policy to train (default: the installed SmolLM2-135M-Instruct).
+    #[arg(long, value_name = "FILE|DIR")]
+    pub(crate) model: Option<PathBuf>,
+    /// Output folder: the merged HF checkpoint, adapter.safetensors, dpo-report.json.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: PathBuf,
+    /// β.
+    #[arg(long, default_value_t = 0.1)]
+    pub(crate) beta: f32,
+    /// The loss.
+    #[arg(long, value_enum, default_value_t = DpoLoss::Sigmoid)]
+    pub(crate) loss: DpoLoss,
+    /// Divide each step's log-probability by its token count.
+    #[arg(long)]
+    pub(crate) length_norm: bool,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) rank: usize,
+    /// LoRA alpha (the update is scaled by alpha / rank).
+    #[arg(long, default_value_t = 16.0)]
+    pub(crate) alpha: f32,
+    /// Projections with adapters.
+    #[arg(long, value_delimiter = ',', default_value = "q,k,v,o,gate,up,down")]
+    pub(crate) targets: Vec<String>,
+    /// Peak learning rate (AdamW; linear warm-up, cosine decay).
+    #[arg(long, default_value_t = 5e-4)]
+    pub(crate) lr: f64,
+    /// Passes over the pairs.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) epochs: usize,
+    /// Pairs per optimiser step.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) accumulate: usize,
+    /// At most this many pairs (0 = all), in file order.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) limit: usize,
+    /// Seed of the adapters and the pair order.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
 }
 
 /// Which head `train-critic` trains.

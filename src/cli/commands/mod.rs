@@ -4,6 +4,7 @@
 pub(crate) mod bench;
 pub(crate) mod check_config;
 pub(crate) mod critic;
+pub(crate) mod dpo;
 pub(crate) mod generate;
 pub(crate) mod problems;
 pub(crate) mod run;
