@@ -110,7 +110,8 @@ pub(crate) fn run(a: DpoArgs, quiet: bool) -> Result<()> {
         .iter()
         .map(|t| Target::parse(t.trim()))
         .collect::<Result<Vec<_>, _>>()?;
-    if a.rank == 0 || a.epochs == 0 || !(a.beta > 0.0) || !(a.lr > 0.0) {
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if a.rank == 0 || a.epochs == 0 || !positive(f64::from(a.beta)) || !positive(a.lr) {
         bail!("--rank, --epochs, --beta and --lr must be positive");
     }
     let cfg = DpoConfig {
