@@ -13,6 +13,7 @@ pub mod error;
 pub mod head;
 pub mod math;
 pub mod metrics;
+pub mod problems;
 pub mod self_eval;
 
 pub use error::{Error, Result};

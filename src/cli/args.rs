@@ -148,9 +148,9 @@ pub(crate) enum HeadKind {
 /// `ponder train-critic`.
 #[derive(Debug, Args)]
 pub(crate) struct TrainCriticArgs {
-    /// Which head.
-    #[arg(long, value_enum)]
-    pub(crate) kind: HeadKind,
+    /// Which heads (comma-separated; the paths are encoded once for all of them).
+    #[arg(long, value_enum, value_delimiter = ',', required = true)]
+    pub(crate) kind: Vec<HeadKind>,
     /// Labelled JSONL files.
     #[arg(long, required = true, num_args = 1.., value_name = "FILE")]
     pub(crate) data: Vec<PathBuf>,
@@ -200,9 +200,49 @@ pub(crate) struct EvalCriticArgs {
     pub(crate) json: bool,
 }
 
+/// Which generated problems.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProblemKind {
+    /// "Start with 7. Add 3. Multiply by 2. What is the result?" (the synthetic task's).
+    Arithmetic,
+    /// Grade-school word problems ("Tom has 5 apples. Then Tom buys 3 more. ...").
+    Word,
+}
+
+/// A split of the word problems (by question hash: never overlapping).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SplitArg {
+    /// Every question.
+    All,
+    /// 70% of the question space.
+    Train,
+    /// 10%.
+    Dev,
+    /// 20%.
+    Test,
+}
+
+impl SplitArg {
+    pub(crate) fn split(self) -> ponder::critics::problems::Split {
+        use ponder::critics::problems::Split;
+        match self {
+            SplitArg::All => Split::All,
+            SplitArg::Train => Split::Train,
+            SplitArg::Dev => Split::Dev,
+            SplitArg::Test => Split::Test,
+        }
+    }
+}
+
 /// `ponder problems`.
 #[derive(Debug, Args)]
 pub(crate) struct ProblemsArgs {
+    /// Which problems.
+    #[arg(long, value_enum, default_value_t = ProblemKind::Arithmetic)]
+    pub(crate) kind: ProblemKind,
+    /// Which split (word problems).
+    #[arg(long, value_enum, default_value_t = SplitArg::All)]
+    pub(crate) split: SplitArg,
     /// How many problems.
     #[arg(long, short = 'n', default_value_t = 100)]
     pub(crate) count: usize,

@@ -114,39 +114,31 @@ pub(crate) fn train(a: TrainCriticArgs, quiet: bool) -> Result<()> {
     if !(0.0..1.0).contains(&a.val_share) {
         bail!("--val-share must be in [0, 1)");
     }
-    let kind = kind_of(a.kind);
     let all = read_all(&a.data)?;
-    let chosen = select(kind, &all);
-    if chosen.len() < 2 {
-        bail!(
-            "only {} usable examples for a {} head in {:?}",
-            chosen.len(),
-            file_stem(kind),
-            a.data
-        );
+    let kinds: Vec<CriticKind> = a.kind.iter().map(|&k| kind_of(k)).collect();
+    for &kind in &kinds {
+        let n = select(kind, &all).len();
+        if n < 2 {
+            bail!(
+                "only {n} usable examples for a {} head in {:?}",
+                file_stem(kind),
+                a.data
+            );
+        }
     }
     let policy = load_policy(a.model.as_deref())?;
     let start = Instant::now();
-    let refs: Vec<&LabelledPrefix> = chosen.iter().map(|(p, _)| *p).collect();
-    let feats = features(&policy, &refs, quiet)?;
-    let encode_s = start.elapsed().as_secs_f64();
-    let examples: Vec<Example> = chosen
-        .iter()
-        .zip(feats)
-        .map(|((p, t), f)| Example {
-            group: p.group.clone(),
-            features: f,
-            target: *t,
-        })
+    // Encode every prefix any of the heads needs, once.
+    let needed: Vec<usize> = (0..all.len())
+        .filter(|&i| kinds.iter().any(|&k| !select(k, &all[i..=i]).is_empty()))
         .collect();
-    let cfg = TrainConfig {
-        hidden: a.hidden,
-        lr: a.lr,
-        max_epochs: a.epochs,
-        val_share: a.val_share,
-        seed: a.seed,
-        ..TrainConfig::default()
-    };
+    let refs: Vec<&LabelledPrefix> = needed.iter().map(|&i| &all[i]).collect();
+    let feats = features(&policy, &refs, quiet)?;
+    let mut by_index: Vec<Option<Vec<f32>>> = vec![None; all.len()];
+    for (&i, f) in needed.iter().zip(feats) {
+        by_index[i] = Some(f);
+    }
+    let encode_s = start.elapsed().as_secs_f64();
     let backbone = a
         .model
         .clone()
@@ -155,44 +147,66 @@ pub(crate) fn train(a: TrainCriticArgs, quiet: bool) -> Result<()> {
         || backbone.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let t = Instant::now();
-    let (h, report) = head::train(kind, &examples, &cfg, &backbone)?;
-    let train_s = t.elapsed().as_secs_f64();
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let file = a.out.join(format!("{}.safetensors", file_stem(kind)));
-    h.save(&file)?;
-    let report_file = a.out.join(format!("{}-report.json", file_stem(kind)));
-    let json = serde_json::json!({
-        "kind": file_stem(kind),
-        "data": a.data,
-        "backbone": backbone,
-        "examples": examples.len(),
-        "encode_secs": encode_s,
-        "train_secs": train_s,
-        "config": {"hidden": cfg.hidden, "lr": cfg.lr, "max_epochs": cfg.max_epochs,
-                   "val_share": cfg.val_share, "seed": cfg.seed, "batch": cfg.batch,
-                   "patience": cfg.patience},
-        "report": report,
-    });
-    std::fs::write(&report_file, serde_json::to_string_pretty(&json)? + "\n")
-        .with_context(|| format!("writing {}", report_file.display()))?;
-    println!(
-        "head={} file={} examples={} train={} val={} epochs={} best_epoch={} train_loss={:.4} val_loss={:.4} encode_s={encode_s:.1} train_s={train_s:.1}",
-        file_stem(kind),
-        file.display(),
-        examples.len(),
-        report.n_train,
-        report.n_val,
-        report.epochs,
-        report.best_epoch,
-        report.train_loss,
-        report.val_loss,
-    );
-    if let Some(v) = report.val {
+    for kind in kinds {
+        let examples: Vec<Example> = all
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let (_, t) = select(kind, std::slice::from_ref(p)).pop()?;
+                Some(Example {
+                    group: p.group.clone(),
+                    features: by_index[i].clone()?,
+                    target: t,
+                })
+            })
+            .collect();
+        let cfg = TrainConfig {
+            hidden: a.hidden,
+            lr: a.lr,
+            max_epochs: a.epochs,
+            val_share: a.val_share,
+            seed: a.seed,
+            ..TrainConfig::default()
+        };
+        let t = Instant::now();
+        let (h, report) = head::train(kind, &examples, &cfg, &backbone)?;
+        let train_s = t.elapsed().as_secs_f64();
+        let file = a.out.join(format!("{}.safetensors", file_stem(kind)));
+        h.save(&file)?;
+        let report_file = a.out.join(format!("{}-report.json", file_stem(kind)));
+        let json = serde_json::json!({
+            "kind": file_stem(kind),
+            "data": a.data,
+            "backbone": backbone,
+            "examples": examples.len(),
+            "encode_secs": encode_s,
+            "train_secs": train_s,
+            "config": {"hidden": cfg.hidden, "lr": cfg.lr, "max_epochs": cfg.max_epochs,
+                       "val_share": cfg.val_share, "seed": cfg.seed, "batch": cfg.batch,
+                       "patience": cfg.patience},
+            "report": report,
+        });
+        std::fs::write(&report_file, serde_json::to_string_pretty(&json)? + "\n")
+            .with_context(|| format!("writing {}", report_file.display()))?;
         println!(
-            "val: accuracy={:.3} precision={:.3} recall={:.3} auroc={:.3} ece={:.3} base_rate={:.3}",
-            v.accuracy, v.precision, v.recall, v.auroc, v.ece, v.base_rate
+            "head={} file={} examples={} train={} val={} epochs={} best_epoch={} train_loss={:.4} val_loss={:.4} encode_s={encode_s:.1} train_s={train_s:.1}",
+            file_stem(kind),
+            file.display(),
+            examples.len(),
+            report.n_train,
+            report.n_val,
+            report.epochs,
+            report.best_epoch,
+            report.train_loss,
+            report.val_loss,
         );
+        if let Some(v) = report.val {
+            println!(
+                "val: accuracy={:.3} precision={:.3} recall={:.3} auroc={:.3} ece={:.3} base_rate={:.3}",
+                v.accuracy, v.precision, v.recall, v.auroc, v.ece, v.base_rate
+            );
+        }
     }
     Ok(())
 }
