@@ -44,5 +44,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::TrainCritic(a) => cli::commands::critic::train(a, quiet),
         Command::EvalCritic(a) => cli::commands::critic::eval(a, quiet),
         Command::Dpo(a) => cli::commands::dpo::run(a, quiet),
+        Command::Iterate(a) => cli::commands::iterate::run(a, quiet),
     }
 }

@@ -118,7 +118,7 @@ impl OutputConfig {
 }
 
 /// The critics' view of one step, carried by pairs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CriticBreakdown {
     /// The leaf score backed up by the search.
     pub score: f32,
@@ -131,7 +131,7 @@ pub struct CriticBreakdown {
 }
 
 /// Both steps' critic views.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PairCritics {
     /// The chosen step.
     pub chosen: CriticBreakdown,

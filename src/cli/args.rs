@@ -76,6 +76,92 @@ pub(crate) enum Command {
     /// Train the policy on preference pairs by step-level DPO (LoRA) and write the merged model
     /// as an HF checkpoint folder that --model reads.
     Dpo(DpoArgs),
+    /// The self-improvement loop: evaluate, search the training split, DPO on the pairs,
+    /// repeat; per-round metrics (CSV, JSONL, SVG) with the B-STaR figures; resumable.
+    Iterate(IterateArgs),
+}
+
+/// Which pairs `iterate` trains on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PairLevel {
+    /// Step-level pairs from sibling steps (MCTS-DPO).
+    Step,
+    /// A correct versus an incorrect complete solution per problem.
+    Trajectory,
+}
+
+/// `ponder iterate`.
+#[derive(Debug, Args)]
+pub(crate) struct IterateArgs {
+    /// Output folder (resumed when it holds an earlier run's stages).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: PathBuf,
+    /// Rounds of search + DPO.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) rounds: usize,
+    /// The starting policy (default: the installed SmolLM2-135M-Instruct).
+    #[arg(long, value_name = "FILE|DIR")]
+    pub(crate) model: Option<PathBuf>,
+    /// Operations per word problem (1-5).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=5))]
+    pub(crate) level: u32,
+    /// Training problems searched each round.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) train_size: usize,
+    /// Held-out test problems.
+    #[arg(long, default_value_t = 40)]
+    pub(crate) test_size: usize,
+    /// Problem generator seed.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) problem_seed: u64,
+    /// Simulations per training search.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) simulations: u32,
+    /// Simulations of the MCTS evaluation.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) eval_simulations: u32,
+    /// Samples of the self-consistency evaluation.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) sc_n: u32,
+    /// Token cap per step.
+    #[arg(long, default_value_t = 48)]
+    pub(crate) max_step_tokens: u32,
+    /// Step-level (MCTS-DPO) or trajectory-level pairs.
+    #[arg(long, value_enum, default_value_t = PairLevel::Step)]
+    pub(crate) pairs: PairLevel,
+    /// At most this many pairs per round (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) max_pairs: usize,
+    /// DPO β.
+    #[arg(long, default_value_t = 0.1)]
+    pub(crate) beta: f32,
+    /// DPO epochs per round.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) dpo_epochs: usize,
+    /// DPO learning rate.
+    #[arg(long, default_value_t = 5e-4)]
+    pub(crate) lr: f64,
+    /// Pairs per optimiser step.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) accumulate: usize,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) rank: usize,
+    /// LoRA alpha.
+    #[arg(long, default_value_t = 16.0)]
+    pub(crate) alpha: f32,
+    /// Projections with adapters.
+    #[arg(long, value_delimiter = ',', default_value = "q,k,v,o,gate,up,down")]
+    pub(crate) targets: Vec<String>,
+    /// Trees searched at once.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) parallel_trees: u32,
+    /// Workers per tree.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) threads: u32,
+    /// Search seed.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
 }
 
 /// The preference loss.

@@ -10,14 +10,14 @@ use ponder::engine::extract::{self, SCHEMA_VERSION};
 use super::run::{load_problems, models, resolve_config, run_problems};
 use crate::cli::args::GenerateArgs;
 
-struct Jsonl {
+pub(crate) struct Jsonl {
     path: PathBuf,
     w: BufWriter<File>,
-    lines: u64,
+    pub(crate) lines: u64,
 }
 
 impl Jsonl {
-    fn create(dir: &Path, name: &str, force: bool) -> Result<Self> {
+    pub(crate) fn create(dir: &Path, name: &str, force: bool) -> Result<Self> {
         let path = dir.join(name);
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true);
@@ -40,7 +40,7 @@ impl Jsonl {
         })
     }
 
-    fn write<T: serde::Serialize>(&mut self, v: &T) -> Result<()> {
+    pub(crate) fn write<T: serde::Serialize>(&mut self, v: &T) -> Result<()> {
         serde_json::to_writer(&mut self.w, v)?;
         self.w
             .write_all(b"\n")
@@ -50,7 +50,7 @@ impl Jsonl {
     }
 
     /// Every record of a finished tree reaches the file before the next tree is written.
-    fn flush(&mut self) -> Result<()> {
+    pub(crate) fn flush(&mut self) -> Result<()> {
         self.w
             .flush()
             .with_context(|| format!("writing {}", self.path.display()))

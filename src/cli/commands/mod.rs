@@ -6,6 +6,7 @@ pub(crate) mod check_config;
 pub(crate) mod critic;
 pub(crate) mod dpo;
 pub(crate) mod generate;
+pub(crate) mod iterate;
 pub(crate) mod problems;
 pub(crate) mod run;
 pub(crate) mod search;
