@@ -195,6 +195,9 @@ fn generate(model: &Path, train: &[Problem], dir: &Path, a: &IterateArgs) -> Res
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut cfg = base_cfg(model, a);
     cfg.search.budget.simulations = a.simulations;
+    // Training problems have gold answers: terminals earn ±1 for right/wrong (MCTS-DPO), so
+    // the Q values the pairs come from reflect correctness. Evaluation never does this.
+    cfg.search.scoring.outcome_reward = 1.0;
     cfg.output.pairs.scope = extract::PairScope::Tree;
     let m = load_models(&cfg, train)?;
     let mut pairs = Jsonl::create(dir, "pairs.jsonl", true)?;
