@@ -162,6 +162,10 @@ pub(crate) struct IterateArgs {
     /// Search seed.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
+    /// Also retrain the value, PRM and ORM heads on each round's trees (on the round's policy)
+    /// and search with them from the next round on.
+    #[arg(long)]
+    pub(crate) train_critics: bool,
 }
 
 /// The preference loss.

@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use super::generate::Jsonl;
 use super::run::{models as load_models, run_problems};
-use crate::cli::args::{IterateArgs, PairLevel};
+use crate::cli::args::{HeadKind, IterateArgs, PairLevel};
 use crate::cli::config::{FileConfig, PolicyKind};
 
 /// One row of the metrics table.
@@ -87,6 +87,14 @@ fn base_cfg(model: &Path, a: &IterateArgs) -> FileConfig {
     let mut cfg = FileConfig::default();
     cfg.policy.kind = PolicyKind::Llm;
     cfg.policy.model = Some(model.to_path_buf());
+    // Heads trained on the previous round's trees, when `--train-critics` made them (a folder
+    // next to the model: `critics/`).
+    let heads = model.parent().map(|p| p.join("critics"));
+    if a.train_critics
+        && let Some(h) = heads.filter(|h| h.join("value.safetensors").exists())
+    {
+        cfg.critics.weights = Some(h);
+    }
     cfg.policy.step.max_tokens = a.max_step_tokens;
     cfg.search.seed = a.seed;
     cfg.search.parallel.threads = a.threads;
@@ -513,12 +521,40 @@ pub(crate) fn run(a: IterateArgs, quiet: bool) -> Result<()> {
             row.explore_pass_at_k = Some(g.pass_at_k);
             row.exploit_auroc = Some(g.auroc);
             row.gen_secs = Some(g.secs);
+            let next = a.out.join(format!("round-{}", r + 1));
+            if a.train_critics && !next.join("critics/value-report.json").exists() {
+                say(format!(
+                    "round {r}: training critic heads on the round's trees"
+                ));
+                let trained = super::critic::train(
+                    crate::cli::args::TrainCriticArgs {
+                        kind: vec![HeadKind::Value, HeadKind::Prm, HeadKind::Orm],
+                        data: vec![gen_dir.join("prm.jsonl")],
+                        out: next.join("critics"),
+                        model: Some(model.clone()),
+                        hidden: 128,
+                        epochs: 200,
+                        lr: 1e-3,
+                        val_share: 0.2,
+                        seed: a.seed,
+                    },
+                    quiet,
+                );
+                if let Err(e) = trained {
+                    let m = format!(
+                        "round {r}: critic heads not trained ({e:#}); searching without them"
+                    );
+                    tracing::warn!("{m}");
+                    if !quiet {
+                        eprintln!("warning: {m}");
+                    }
+                }
+            }
             let (file, count) = match a.pairs {
                 PairLevel::Step => ("pairs.jsonl", g.pairs),
                 PairLevel::Trajectory => ("trajectory_pairs.jsonl", g.trajectory_pairs),
             };
             row.pairs = Some(count);
-            let next = a.out.join(format!("round-{}", r + 1));
             let out = next.join("model");
             let report = out.join("dpo-report.json");
             if count == 0 {
