@@ -2,8 +2,8 @@
 //! `A` `[rank, in]`, `B` `[out, rank]` so that the layer computes `W·h + (alpha/rank)·B·A·h`.
 //! `B` starts at zero, so a fresh adapter leaves the model unchanged; only `A` and `B` train.
 //!
-//! Adapters are a Burn [`Module`], so Burn's optimisers update them; [`Lora::merge`] folds them
-//! into the weights for export.
+//! Adapters are a Burn [`Module`], so Burn's optimisers update them;
+//! [`crate::llama::Llama::save_hf`] folds them into the weights for export.
 
 use burn::module::{Module, Param};
 use burn::prelude::*;
