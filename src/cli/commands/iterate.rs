@@ -78,7 +78,8 @@ struct GenStats {
     /// pass@k over each problem's terminals, unbiased estimator (exploration).
     pass_at_k: f64,
     k: usize,
-    /// AUROC of the leaf score separating correct from incorrect terminals (exploitation).
+    /// AUROC of the critics' mean score (value, PRM, ORM; not the gold reward) separating
+    /// correct from incorrect terminals (exploitation).
     auroc: f64,
     secs: f64,
 }
@@ -249,12 +250,17 @@ fn generate(model: &Path, train: &[Problem], dir: &Path, a: &IterateArgs) -> Res
         solved += usize::from(correct > 0);
         distinct += answers.len();
         pass += pass_at_k(terms.len(), correct, k);
+        // Exploitation is judged on the critics alone: the leaf score of a training search
+        // includes the gold reward, which would separate right from wrong trivially.
         for &n in &terms {
             if let Some(e) = tree.eval(n)
                 && let Some(c) = e.correct
             {
-                scores.push(e.score);
-                labels.push(c);
+                let parts: Vec<f32> = [e.value, e.prm, e.orm].into_iter().flatten().collect();
+                if !parts.is_empty() {
+                    scores.push(parts.iter().sum::<f32>() / parts.len() as f32);
+                    labels.push(c);
+                }
             }
         }
         Ok(())
