@@ -2,31 +2,10 @@
 //! tiny random model (no model install needed): the commands run, write what they promise, and
 //! bad inputs give errors naming the file.
 
+mod common;
+use common::{ponder, temp_dir, text, tiny_model};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn ponder(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ponder"))
-        .args(args)
-        .arg("--quiet")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("ponder runs")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ponder-critic-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// PRM records: two-step paths whose first step is a right or wrong sum.
 fn write_data(dir: &Path) -> PathBuf {
@@ -48,8 +27,7 @@ fn write_data(dir: &Path) -> PathBuf {
 #[test]
 fn train_eval_and_search_with_trained_heads() {
     let dir = temp_dir("all");
-    let model = dir.join("tiny.gguf");
-    std::fs::write(&model, ponder::policies::testing::tiny_llama_gguf(7)).unwrap();
+    let model = tiny_model(&dir, 7);
     let data = write_data(&dir);
     let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
     let heads = dir.join("heads");

@@ -2,37 +2,13 @@
 //! model: the trained checkpoint loads and searches, the adapters and the report are written,
 //! and bad pair files are named.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn ponder(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ponder"))
-        .args(args)
-        .arg("--quiet")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("ponder runs")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ponder-dpo-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod common;
+use common::{ponder, temp_dir, text, tiny_model};
 
 #[test]
 fn dpo_then_search_with_the_trained_model() {
     let dir = temp_dir("all");
-    let model = dir.join("tiny.gguf");
-    std::fs::write(&model, ponder::policies::testing::tiny_llama_gguf(9)).unwrap();
+    let model = tiny_model(&dir, 9);
     let m = model.to_str().unwrap();
     // Pairs as `ponder generate` writes them (prefix and token ids included), for the tiny
     // model's byte-level vocabulary (token = 3 + byte), and one TRL-style line.

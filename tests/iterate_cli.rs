@@ -1,30 +1,13 @@
 //! `ponder iterate` end to end on a tiny random model: every round writes its stages and a
 //! metrics row, and a rerun resumes from the finished stages instead of redoing them.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn ponder(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ponder"))
-        .args(args)
-        .arg("--quiet")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("ponder runs")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ponder-iterate-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod common;
+use common::{ponder, temp_dir, tiny_model};
 
 #[test]
 fn iterate_writes_rounds_and_resumes() {
     let dir = temp_dir("all");
-    let model = dir.join("tiny.gguf");
-    std::fs::write(&model, ponder::policies::testing::tiny_llama_gguf(13)).unwrap();
+    let model = tiny_model(&dir, 13);
     let out = dir.join("run");
     let args = |rounds: &'static str| -> Vec<String> {
         [

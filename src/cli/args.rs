@@ -144,15 +144,8 @@ pub(crate) struct IterateArgs {
     /// Pairs per optimiser step.
     #[arg(long, default_value_t = 4)]
     pub(crate) accumulate: usize,
-    /// LoRA rank.
-    #[arg(long, default_value_t = 8)]
-    pub(crate) rank: usize,
-    /// LoRA alpha.
-    #[arg(long, default_value_t = 16.0)]
-    pub(crate) alpha: f32,
-    /// Projections with adapters.
-    #[arg(long, value_delimiter = ',', default_value = "q,k,v,o,gate,up,down")]
-    pub(crate) targets: Vec<String>,
+    #[command(flatten)]
+    pub(crate) lora: LoraArgs,
     /// Trees searched at once.
     #[arg(long, default_value_t = 4)]
     pub(crate) parallel_trees: u32,
@@ -177,6 +170,39 @@ pub(crate) enum DpoLoss {
     Ipo,
 }
 
+/// LoRA adapter settings (`ponder dpo`, `ponder iterate`).
+#[derive(Debug, Args)]
+pub(crate) struct LoraArgs {
+    /// LoRA rank.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) rank: usize,
+    /// LoRA alpha (the update is scaled by alpha / rank).
+    #[arg(long, default_value_t = 16.0)]
+    pub(crate) alpha: f32,
+    /// Projections with adapters.
+    #[arg(long, value_delimiter = ',', default_value = "q,k,v,o,gate,up,down")]
+    pub(crate) targets: Vec<String>,
+}
+
+impl LoraArgs {
+    /// The adapter config.
+    pub(crate) fn config(&self) -> anyhow::Result<ponder::policies::lora::LoraConfig> {
+        use ponder::policies::lora::{LoraConfig, Target};
+        if self.rank == 0 {
+            anyhow::bail!("--rank must be positive");
+        }
+        Ok(LoraConfig {
+            rank: self.rank,
+            alpha: self.alpha,
+            targets: self
+                .targets
+                .iter()
+                .map(|t| Target::parse(t.trim()))
+                .collect::<Result<Vec<_>, _>>()?,
+        })
+    }
+}
+
 /// `ponder dpo`.
 #[derive(Debug, Args)]
 pub(crate) struct DpoArgs {
@@ -198,15 +224,8 @@ pub(crate) struct DpoArgs {
     /// Divide each step's log-probability by its token count.
     #[arg(long)]
     pub(crate) length_norm: bool,
-    /// LoRA rank.
-    #[arg(long, default_value_t = 8)]
-    pub(crate) rank: usize,
-    /// LoRA alpha (the update is scaled by alpha / rank).
-    #[arg(long, default_value_t = 16.0)]
-    pub(crate) alpha: f32,
-    /// Projections with adapters.
-    #[arg(long, value_delimiter = ',', default_value = "q,k,v,o,gate,up,down")]
-    pub(crate) targets: Vec<String>,
+    #[command(flatten)]
+    pub(crate) lora: LoraArgs,
     /// Peak learning rate (AdamW; linear warm-up, cosine decay).
     #[arg(long, default_value_t = 5e-4)]
     pub(crate) lr: f64,

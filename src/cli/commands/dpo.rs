@@ -9,7 +9,6 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ponder::policies::dpo::{self, DpoConfig, DpoReport, LossKind};
 use ponder::policies::gguf::Gguf;
 use ponder::policies::llama::Llama;
-use ponder::policies::lora::{LoraConfig, Target};
 use ponder::policies::models;
 use ponder::policies::tokenizer::Tokenizer;
 
@@ -105,14 +104,10 @@ pub(crate) fn train(
 }
 
 pub(crate) fn run(a: DpoArgs, quiet: bool) -> Result<()> {
-    let targets = a
-        .targets
-        .iter()
-        .map(|t| Target::parse(t.trim()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let lora = a.lora.config()?;
     let positive = |x: f64| x.is_finite() && x > 0.0;
-    if a.rank == 0 || a.epochs == 0 || !positive(f64::from(a.beta)) || !positive(a.lr) {
-        bail!("--rank, --epochs, --beta and --lr must be positive");
+    if a.epochs == 0 || !positive(f64::from(a.beta)) || !positive(a.lr) {
+        bail!("--epochs, --beta and --lr must be positive");
     }
     let cfg = DpoConfig {
         beta: a.beta,
@@ -121,11 +116,7 @@ pub(crate) fn run(a: DpoArgs, quiet: bool) -> Result<()> {
             DpoLoss::Ipo => LossKind::Ipo,
         },
         length_norm: a.length_norm,
-        lora: LoraConfig {
-            rank: a.rank,
-            alpha: a.alpha,
-            targets,
-        },
+        lora,
         lr: a.lr,
         epochs: a.epochs,
         accumulate: a.accumulate,

@@ -23,7 +23,6 @@ use ponder::engine::config::Algorithm;
 use ponder::engine::extract::{self, PairCritics, PairRecord, SCHEMA_VERSION};
 use ponder::engine::{NodeId, Problem, SearchReport, Tree};
 use ponder::policies::dpo::{DpoConfig, LossKind};
-use ponder::policies::lora::{LoraConfig, Target};
 use ponder::policies::models;
 use serde::Serialize;
 
@@ -426,19 +425,10 @@ pub(crate) fn run(a: IterateArgs, quiet: bool) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let train = word_problems(a.train_size, a.level, a.problem_seed, Split::Train);
     let test = word_problems(a.test_size, a.level, a.problem_seed, Split::Test);
-    let targets = a
-        .targets
-        .iter()
-        .map(|t| Target::parse(t.trim()))
-        .collect::<Result<Vec<_>, _>>()?;
     let dpo_cfg = DpoConfig {
         beta: a.beta,
         loss: LossKind::Sigmoid,
-        lora: LoraConfig {
-            rank: a.rank,
-            alpha: a.alpha,
-            targets,
-        },
+        lora: a.lora.config()?,
         lr: a.lr,
         epochs: a.dpo_epochs,
         accumulate: a.accumulate,
