@@ -135,7 +135,7 @@ fn evaluate(model: &Path, test: &[Problem], a: &IterateArgs) -> Result<Eval> {
 /// 1 − C(n−c, k)/C(n, k): the chance that k terminals drawn without replacement include a
 /// correct one.
 fn pass_at_k(n: usize, c: usize, k: usize) -> f64 {
-    if n == 0 {
+    if c == 0 {
         return 0.0;
     }
     if n - c < k {
@@ -601,6 +601,8 @@ mod tests {
         assert_eq!(pass_at_k(10, 0, 4), 0.0);
         assert_eq!(pass_at_k(10, 10, 4), 1.0);
         assert_eq!(pass_at_k(3, 1, 4), 1.0, "fewer wrong terminals than draws");
+        assert_eq!(pass_at_k(2, 0, 4), 0.0, "no correct terminal, however few");
+        assert_eq!(pass_at_k(0, 0, 4), 0.0);
         // 1 correct of 4, 1 draw: 1/4.
         assert!((pass_at_k(4, 1, 1) - 0.25).abs() < 1e-12);
         // 2 correct of 5, 2 draws: 1 - C(3,2)/C(5,2) = 1 - 3/10.
