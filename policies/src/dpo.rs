@@ -338,10 +338,13 @@ impl<'m> DpoTrainer<'m> {
         }
     }
 
-    /// The loss of pair `i` under the current adapters, and its `z / β`.
-    fn loss_of(&self, i: usize) -> Result<(Tensor<1>, f32)> {
+    /// The loss of pair `i` under `lora`, and its `z / β`.
+    fn loss_of(&self, lora: &Lora, i: usize) -> Result<(Tensor<1>, f32)> {
         let p = &self.pairs[i];
-        let a = Some(self.adapters());
+        let a = Some(Adapters {
+            lora,
+            scale: self.cfg.lora.scale(),
+        });
         let c = sequence_logprob(self.model, a, &p.context, &p.chosen, self.cfg.length_norm)?;
         let r = sequence_logprob(self.model, a, &p.context, &p.rejected, self.cfg.length_norm)?;
         let (rc, rr) = self.refs[i];
@@ -364,8 +367,11 @@ impl<'m> DpoTrainer<'m> {
     /// A pair the model cannot run.
     pub fn evaluate(&self) -> Result<PassStats> {
         let mut s = PassStats::default();
+        // A copy that records no autodiff graph: a graph that is never back-propagated would
+        // stay alive (gigabytes over a pair set).
+        let frozen = self.lora.clone().no_grad();
         for i in 0..self.pairs.len() {
-            let (l, m) = self.loss_of(i)?;
+            let (l, m) = self.loss_of(&frozen, i)?;
             s.loss += f64::from(scalar(l)?);
             s.margin += f64::from(m);
             s.accuracy += f64::from(u8::from(m > 0.0));
@@ -418,7 +424,7 @@ impl<'m> DpoTrainer<'m> {
                 let mut acc = GradientsAccumulator::<Lora>::new();
                 let mut chunk_loss = 0.0;
                 for &i in chunk {
-                    let (loss, margin) = self.loss_of(i)?;
+                    let (loss, margin) = self.loss_of(&self.lora, i)?;
                     let l = scalar(loss.clone())?;
                     if !l.is_finite() {
                         return Err(Error::Model(format!("the DPO loss is {l} at pair {i}")));
