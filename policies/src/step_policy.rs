@@ -80,6 +80,8 @@ pub struct LlamaPolicy {
     sampling: Sampling,
     chat: bool,
     max_entries: usize,
+    /// Most bytes of keys and values the store holds (each entry holds its whole path's).
+    max_bytes: usize,
     /// Most candidate rows decoded in one batch.
     max_rows: usize,
     store: Mutex<HashMap<PathKey, Entry>>,
@@ -118,6 +120,7 @@ impl LlamaPolicy {
             sampling,
             chat,
             max_entries: max_entries.max(1),
+            max_bytes: 2 << 30,
             max_rows: 64,
             store: Mutex::new(HashMap::new()),
             clock: AtomicU64::new(0),
@@ -127,6 +130,14 @@ impl LlamaPolicy {
             generated: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
         }
+    }
+
+    /// Caps the bytes of keys and values the prefix store keeps (default 2 GiB): an entry holds
+    /// the whole K/V of its path, so on long paths the entry count alone does not bound memory.
+    /// The least recently used entries go first.
+    pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes.max(1);
+        self
     }
 
     /// Caps the candidate rows decoded in one batch (default 64); wider policy calls decode in
@@ -334,13 +345,23 @@ impl LlamaPolicy {
                 last_used: now,
             },
         );
-        while store.len() > self.max_entries {
-            let oldest = *store
+        // K and V of one cached position, every layer.
+        let cfg = self.model.config();
+        let per_token = 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim() * 4;
+        let mut bytes: usize = store.values().map(|e| e.cache.len() * per_token).sum();
+        // The entry just stored is kept even alone over the budget: the caller is using it.
+        while store.len() > self.max_entries || (bytes > self.max_bytes && store.len() > 1) {
+            let Some(oldest) = store
                 .iter()
+                .filter(|(key, _)| **key != k)
                 .min_by_key(|(_, e)| e.last_used)
-                .map(|(k, _)| k)
-                .expect("store is not empty");
-            store.remove(&oldest);
+                .map(|(key, _)| *key)
+            else {
+                break;
+            };
+            if let Some(e) = store.remove(&oldest) {
+                bytes -= e.cache.len() * per_token;
+            }
             // Relaxed: statistics counter.
             self.evicted.fetch_add(1, Ordering::Relaxed);
         }

@@ -205,3 +205,32 @@ fn cached_and_recomputed_prefixes_agree_and_eviction_bounds_the_cache() {
     .unwrap();
     assert!(cold.cache_stats().evicted > 0);
 }
+
+#[test]
+fn a_byte_budget_evicts_by_memory_and_changes_no_step() {
+    let t = tree();
+    let t2 = Tree::new(
+        TreeId(5),
+        Problem::new("q", "2+2?"),
+        "Q: 2+2?\nA:".into(),
+        9,
+        64,
+    );
+    fn req(t: &Tree) -> ExpandRequest<'_> {
+        ExpandRequest {
+            path: PathRef::new(t, NodeId::ROOT),
+            k: 2,
+            seed: 3,
+            to_end: false,
+            greedy: true,
+        }
+    }
+    let roomy = policy(rule(5), 1000);
+    let a = roomy.propose(&[req(&t), req(&t2)]).unwrap();
+    assert_eq!(roomy.cache_stats().evicted, 0);
+    // The tiny model's K/V is 256 bytes per token: a 1 KB budget holds one short prefix.
+    let tight = policy(rule(5), 1000).with_cache_bytes(1024);
+    let b = tight.propose(&[req(&t), req(&t2)]).unwrap();
+    assert_eq!(core(&a), core(&b));
+    assert!(tight.cache_stats().evicted > 0, "{:?}", tight.cache_stats());
+}

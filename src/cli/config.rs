@@ -87,6 +87,8 @@ pub(crate) struct PolicyConfig {
     pub(crate) chat: bool,
     /// Paths whose KV state the policy keeps.
     pub(crate) cache_entries: usize,
+    /// Megabytes of keys and values the KV cache may hold.
+    pub(crate) cache_mib: usize,
     /// Where a step ends.
     pub(crate) step: ponder::engine::StepRule,
 }
@@ -102,6 +104,7 @@ impl Default for PolicyConfig {
             top_k: 0,
             chat: true,
             cache_entries: 4096,
+            cache_mib: 2048,
             step: ponder::engine::StepRule {
                 max_tokens: 64,
                 ..ponder::engine::StepRule::default()
@@ -117,6 +120,9 @@ impl PolicyConfig {
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             bail!("invalid config field `policy.top_p`: must be in (0, 1]");
+        }
+        if self.cache_mib == 0 {
+            bail!("invalid config field `policy.cache_mib`: must be at least 1");
         }
         if self.cache_entries == 0 {
             bail!("invalid config field `policy.cache_entries`: must be at least 1");

@@ -266,7 +266,8 @@ pub(crate) fn load_llm(cfg: &FileConfig) -> Result<ponder::policies::step_policy
         },
         p.chat,
         p.cache_entries,
-    ))
+    )
+    .with_cache_bytes(p.cache_mib.saturating_mul(1 << 20)))
 }
 
 /// Turns a dataset's answer into a gold answer: GSM8K's `#### N` keeps what follows the marker.
