@@ -408,12 +408,12 @@ impl LlamaPolicy {
                     to_end: req.to_end,
                     greedy: req.greedy || self.sampling.temperature <= 0.0,
                 });
-                rows.push(job.logits.clone());
+                rows.push(job.enc.logits.clone());
             }
         }
         let parts: Vec<(&KvCache, usize)> = jobs
             .iter()
-            .map(|j| (&j.cache, j.req.k as usize))
+            .map(|j| (&j.enc.cache, j.req.k as usize))
             .filter(|(_, k)| *k > 0)
             .collect();
         let mut cache = KvCache::join(&parts);
@@ -470,7 +470,7 @@ impl LlamaPolicy {
                 tokens: Some(c.tokens),
                 logprob: c.logprob as f32,
                 finished: c.finished,
-                reused_tokens: jobs[c.job].reused as u32,
+                reused_tokens: jobs[c.job].enc.reused as u32,
                 cache_key: None,
             });
         }
@@ -492,10 +492,7 @@ struct Encoded {
 /// A request with its prefix encoded.
 struct Prefixed<'r, 'a> {
     req: &'r ExpandRequest<'a>,
-    cache: KvCache,
-    /// Logits after the prefix, `[vocab]`.
-    logits: Vec<f32>,
-    reused: u64,
+    enc: Encoded,
 }
 
 /// Log-softmax of `logits` at `i`.
@@ -579,12 +576,9 @@ impl Policy for LlamaPolicy {
                     "expansion requests never carry an extra step".into(),
                 )));
             }
-            let enc = self.prefix(&req.path)?;
             jobs.push(Prefixed {
                 req,
-                cache: enc.cache,
-                logits: enc.logits,
-                reused: enc.reused,
+                enc: self.prefix(&req.path)?,
             });
         }
         // Bounded batches: a very wide call decodes in chunks of at most `max_rows` candidates.
