@@ -80,6 +80,55 @@ fn dpo_then_search_with_the_trained_model() {
     let (stdout, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(stdout.contains("simulations=2"), "{stdout}");
+    // Full fine-tuning in mixed bf16: the same outputs, the report says so, and the
+    // checkpoint searches.
+    let full = dir.join("full");
+    let o = ponder(&[
+        "dpo",
+        "--pairs",
+        pairs.to_str().unwrap(),
+        "--model",
+        m,
+        "--out",
+        full.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--full",
+        "--precision",
+        "bf16",
+        "--lr",
+        "1e-3",
+    ]);
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(full.join("dpo-report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["config"]["full"], true);
+    assert_eq!(report["config"]["precision"], "Bf16");
+    assert!(
+        report["report"]["after"]["loss"]
+            .as_f64()
+            .unwrap()
+            .is_finite()
+    );
+    let o = ponder(&[
+        "search",
+        "--policy",
+        "llm",
+        "--model",
+        full.to_str().unwrap(),
+        "--simulations",
+        "2",
+        "--max-step-tokens",
+        "4",
+        "What is 2 plus 3?",
+    ]);
+    let (stdout, err) = text(&o);
+    assert!(
+        o.status.success() && stdout.contains("simulations=2"),
+        "{err}"
+    );
     // A broken pairs file is named with its line.
     let bad = dir.join("bad.jsonl");
     std::fs::write(&bad, "{\"prompt\": \"x\"}\n").unwrap();

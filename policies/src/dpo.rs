@@ -18,6 +18,7 @@ use std::path::Path;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
+use burn::tensor::DType;
 use burn::tensor::activation::log_softmax;
 use ponder_engine::rng::Rng;
 
@@ -60,6 +61,32 @@ pub struct DpoConfig {
     pub clip: f32,
     /// Seed of the adapters' initial values and the pair order.
     pub seed: u64,
+    /// The type the frozen weights and activations run in during training.
+    pub precision: Precision,
+}
+
+/// Training precision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// Everything in F32.
+    #[default]
+    F32,
+    /// Mixed: frozen weights and activations in F16; norms, log-softmax, the loss and the
+    /// trained parameters (with their optimiser state) in F32.
+    F16,
+    /// Mixed, as `F16` but in BF16.
+    Bf16,
+}
+
+impl Precision {
+    /// The Burn type of the frozen weights.
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F16 => DType::F16,
+            Precision::Bf16 => DType::BF16,
+        }
+    }
 }
 
 impl Default for DpoConfig {
@@ -76,6 +103,7 @@ impl Default for DpoConfig {
             weight_decay: 0.0,
             clip: 1.0,
             seed: 0,
+            precision: Precision::F32,
         }
     }
 }
@@ -197,7 +225,13 @@ pub fn sequence_logprob(
     // context.len() - 1 .. context.len() + completion.len() - 1.
     let c = completion.len();
     let h = hidden.narrow(0, context.len() - 1, c);
-    let logp = log_softmax(model.logits(h), 1);
+    let logits = model.logits(h);
+    let logits = if logits.dtype() == DType::F32 {
+        logits
+    } else {
+        logits.cast(DType::F32)
+    };
+    let logp = log_softmax(logits, 1);
     let ids: Vec<i64> = completion.iter().map(|&t| i64::from(t)).collect();
     let ids: Tensor<2, Int> = Tensor::from_data(TensorData::new(ids, [c, 1]), &logp.device());
     let sum = logp.gather(1, ids).sum();
@@ -276,6 +310,8 @@ pub struct DpoReport {
 /// log-probabilities.
 pub struct DpoTrainer<'m> {
     model: &'m Llama,
+    /// The half-precision copy training runs on, for mixed precision.
+    half: Option<Llama>,
     cfg: DpoConfig,
     lora: Lora,
     refs: Vec<(f32, f32)>,
@@ -303,17 +339,19 @@ impl<'m> DpoTrainer<'m> {
             return Err(Error::Model("no preference pairs to train on".into()));
         }
         let lora = Lora::new(model.config(), &cfg.lora, cfg.seed, model.device());
+        let half = (cfg.precision != Precision::F32).then(|| model.cast(cfg.precision.dtype()));
+        let net = half.as_ref().unwrap_or(model);
         let mut refs = Vec::with_capacity(pairs.len());
         for p in &pairs {
             let c = scalar(sequence_logprob(
-                model,
+                net,
                 None,
                 &p.context,
                 &p.chosen,
                 cfg.length_norm,
             )?)?;
             let r = scalar(sequence_logprob(
-                model,
+                net,
                 None,
                 &p.context,
                 &p.rejected,
@@ -323,6 +361,7 @@ impl<'m> DpoTrainer<'m> {
         }
         Ok(DpoTrainer {
             model,
+            half,
             cfg,
             lora,
             refs,
@@ -345,8 +384,9 @@ impl<'m> DpoTrainer<'m> {
             lora,
             scale: self.cfg.lora.scale(),
         });
-        let c = sequence_logprob(self.model, a, &p.context, &p.chosen, self.cfg.length_norm)?;
-        let r = sequence_logprob(self.model, a, &p.context, &p.rejected, self.cfg.length_norm)?;
+        let net = self.half.as_ref().unwrap_or(self.model);
+        let c = sequence_logprob(net, a, &p.context, &p.chosen, self.cfg.length_norm)?;
+        let r = sequence_logprob(net, a, &p.context, &p.rejected, self.cfg.length_norm)?;
         let (rc, rr) = self.refs[i];
         let margin = scalar(c.clone())? - scalar(r.clone())? - (rc - rr);
         let loss = pair_loss(

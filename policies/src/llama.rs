@@ -5,6 +5,7 @@
 //! on CPU, `ndarray` selectable).
 
 use burn::prelude::*;
+use burn::tensor::DType;
 use burn::tensor::activation::{silu, softmax};
 
 use std::path::Path;
@@ -236,7 +237,7 @@ impl LlamaConfig {
 
 /// One decoder block. Linear weights keep the checkpoint's `[out, in]` layout and run as
 /// `W · hᵀ` (see [`linear`]); Q/K/V are one fused matrix, and so are gate/up.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Layer {
     attn_norm: Tensor<1>,
     /// Q, K and V stacked: `[d + 2·kv, d]`.
@@ -320,6 +321,11 @@ impl KvCache {
                             } else {
                                 let [b, h, _, d] = t.dims();
                                 let z = Tensor::<4>::zeros([b, h, extra, d], &t.device());
+                                let z = if t.dtype() == z.dtype() {
+                                    z
+                                } else {
+                                    z.cast(t.dtype())
+                                };
                                 Tensor::cat(vec![z, t], 2)
                             }
                         })
@@ -740,10 +746,59 @@ impl Llama {
         &self.device
     }
 
+    /// The floating-point type the weights are stored and run in (F32 unless [`Llama::cast`]).
+    pub fn dtype(&self) -> DType {
+        self.embed.dtype()
+    }
+
+    /// A copy with every weight and the rotary tables stored in `dtype` (F16 or BF16 for
+    /// mixed-precision training: activations then run in `dtype`, norms and the adapters'
+    /// updates in F32, see [`crate::lora`]). The copy shares nothing with `self`.
+    pub fn cast(&self, dtype: DType) -> Llama {
+        let c = |t: &Tensor<2>| t.clone().cast(dtype);
+        let c1 = |t: &Tensor<1>| t.clone().cast(dtype);
+        let embed = c(&self.embed);
+        Llama {
+            cfg: self.cfg.clone(),
+            device: self.device.clone(),
+            lm_head: if self.tied {
+                embed.clone()
+            } else {
+                c(&self.lm_head)
+            },
+            embed,
+            layers: self
+                .layers
+                .iter()
+                .map(|l| Layer {
+                    attn_norm: c1(&l.attn_norm),
+                    wqkv: c(&l.wqkv),
+                    bqkv: l.bqkv.as_ref().map(c1),
+                    wo: c(&l.wo),
+                    ffn_norm: c1(&l.ffn_norm),
+                    w_gate_up: c(&l.w_gate_up),
+                    w_down: c(&l.w_down),
+                })
+                .collect(),
+            norm: c1(&self.norm),
+            tied: self.tied,
+            cos: c(&self.cos),
+            sin: c(&self.sin),
+        }
+    }
+
     /// An empty cache for `batch` sequences.
     pub fn new_cache(&self, batch: usize) -> KvCache {
         let hd = self.cfg.head_dim();
-        let empty = || Tensor::<4>::zeros([batch, self.cfg.n_kv_heads, 0, hd], &self.device);
+        let dtype = self.dtype();
+        let empty = || {
+            let z = Tensor::<4>::zeros([batch, self.cfg.n_kv_heads, 0, hd], &self.device);
+            if dtype == DType::F32 {
+                z
+            } else {
+                z.cast(dtype)
+            }
+        };
         KvCache {
             layers: (0..self.cfg.n_layers).map(|_| (empty(), empty())).collect(),
             len: 0,
@@ -1082,7 +1137,14 @@ fn linear(w: &Tensor<2>, h: Tensor<2>) -> Tensor<2> {
     w.clone().matmul(h.transpose())
 }
 
+/// RMS norm; in F32 even for a half-precision model (squares of large activations overflow
+/// F16, and BF16 loses the mean's precision).
 fn rms_norm(x: Tensor<3>, weight: &Tensor<1>, eps: f32) -> Tensor<3> {
+    let dtype = x.dtype();
+    if dtype != DType::F32 {
+        let y = rms_norm(x.cast(DType::F32), &weight.clone().cast(DType::F32), eps);
+        return y.cast(dtype);
+    }
     let var = x.clone().powf_scalar(2.0).mean_dim(2);
     let inv = (var + eps).sqrt().recip();
     x * inv * weight.clone().unsqueeze()

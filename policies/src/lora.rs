@@ -2,11 +2,18 @@
 //! `A` `[rank, in]`, `B` `[out, rank]` so that the layer computes `W·h + (alpha/rank)·B·A·h`.
 //! `B` starts at zero, so a fresh adapter leaves the model unchanged; only `A` and `B` train.
 //!
+//! With [`LoraConfig::full`] an adapter is instead one dense `[out, in]` update `ΔW`, starting at
+//! zero: the layer computes `(W + ΔW)·h`, and training `ΔW` is full fine-tuning of that
+//! projection (the gradient of `ΔW` is the gradient of `W`). The frozen `W` stays shared with
+//! the reference model, so no second copy of the weights is needed. Embeddings and norms are not
+//! trained.
+//!
 //! Adapters are a Burn [`Module`], so Burn's optimisers update them;
 //! [`crate::llama::Llama::save_hf`] folds them into the weights for export.
 
 use burn::module::{Module, Param};
 use burn::prelude::*;
+use burn::tensor::DType;
 use ponder_engine::rng::Rng;
 
 use crate::error::{Error, Result};
@@ -92,6 +99,9 @@ pub struct LoraConfig {
     pub alpha: f32,
     /// Projections that get an adapter.
     pub targets: Vec<Target>,
+    /// Full fine-tuning of the targeted projections: a dense update per projection instead of a
+    /// low-rank pair (`rank` and `alpha` are then unused).
+    pub full: bool,
 }
 
 impl Default for LoraConfig {
@@ -100,35 +110,47 @@ impl Default for LoraConfig {
             rank: 8,
             alpha: 16.0,
             targets: Target::ALL.to_vec(),
+            full: false,
         }
     }
 }
 
 impl LoraConfig {
-    /// `alpha / rank`.
+    /// `alpha / rank`; 1 for full fine-tuning.
     pub fn scale(&self) -> f32 {
-        self.alpha / self.rank.max(1) as f32
+        if self.full {
+            1.0
+        } else {
+            self.alpha / self.rank.max(1) as f32
+        }
     }
 }
 
-/// One adapter pair.
+/// One adapter: a low-rank pair `B·A`, or (full fine-tuning) a dense update `B` alone.
 #[derive(Module, Debug)]
 pub struct Adapter {
-    /// `[rank, in]`.
-    pub a: Param<Tensor<2>>,
-    /// `[out, rank]`.
+    /// `[rank, in]`; `None` for a dense update.
+    pub a: Option<Param<Tensor<2>>>,
+    /// `[out, rank]`, or the dense update `[out, in]`.
     pub b: Param<Tensor<2>>,
 }
 
 impl Adapter {
-    /// `B·(A·x)` for `x` `[in, n]` (the decoder's transposed activations): `[out, n]`.
+    /// `B·(A·x)` (or `B·x` for a dense update) for `x` `[in, n]` (the decoder's transposed
+    /// activations): `[out, n]`.
     pub fn apply(&self, x: Tensor<2>) -> Tensor<2> {
-        self.b.val().matmul(self.a.val().matmul(x))
+        match &self.a {
+            Some(a) => self.b.val().matmul(a.val().matmul(x)),
+            None => self.b.val().matmul(x),
+        }
     }
 
-    /// `B·A`, `[out, in]`.
+    /// The update of the weight, `B·A` (or `B`), `[out, in]`.
     pub fn product(&self) -> Tensor<2> {
-        self.b.val().matmul(self.a.val())
+        match &self.a {
+            Some(a) => self.b.val().matmul(a.val()),
+            None => self.b.val(),
+        }
     }
 }
 
@@ -183,7 +205,8 @@ pub struct Adapters<'a> {
 }
 
 impl Lora {
-    /// Fresh adapters for a model of shape `model`: `A` uniform in ±1/√in (seeded), `B` zero.
+    /// Fresh adapters for a model of shape `model`: `A` uniform in ±1/√in (seeded), `B` zero;
+    /// for full fine-tuning, a zero dense update per targeted projection.
     pub fn new(model: &LlamaConfig, cfg: &LoraConfig, seed: u64, device: &Device) -> Lora {
         let mut rng = Rng::new(seed);
         let r = cfg.rank.max(1);
@@ -192,12 +215,21 @@ impl Lora {
                 return None;
             }
             let (out, inp) = t.shape(model);
+            if cfg.full {
+                return Some(Adapter {
+                    a: None,
+                    b: Param::from_tensor(Tensor::zeros([out, inp], device)),
+                });
+            }
             let bound = 1.0 / (inp as f64).sqrt();
             let a: Vec<f32> = (0..r * inp)
                 .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
                 .collect();
             Some(Adapter {
-                a: Param::from_tensor(Tensor::from_data(TensorData::new(a, [r, inp]), device)),
+                a: Some(Param::from_tensor(Tensor::from_data(
+                    TensorData::new(a, [r, inp]),
+                    device,
+                ))),
                 b: Param::from_tensor(Tensor::zeros([out, r], device)),
             })
         };
@@ -218,8 +250,8 @@ impl Lora {
 
 impl Lora {
     /// Writes the adapters as safetensors (`layers.{i}.{target}.lora_a` `[rank, in]` and
-    /// `.lora_b` `[out, rank]`, F32) with metadata `format = ponder-lora`, `rank`, `alpha`,
-    /// `targets`, `layers`.
+    /// `.lora_b` `[out, rank]`, or `.delta` `[out, in]` for full fine-tuning; F32) with metadata
+    /// `format = ponder-lora`, `mode` (`lora` or `full`), `rank`, `alpha`, `targets`, `layers`.
     ///
     /// # Errors
     /// The file cannot be written or a tensor read back.
@@ -229,7 +261,11 @@ impl Lora {
         for (i, l) in self.layers.iter().enumerate() {
             for t in Target::ALL {
                 if let Some(ad) = l.get(t) {
-                    for (part, p) in [("lora_a", &ad.a), ("lora_b", &ad.b)] {
+                    let parts: Vec<(&str, &Param<Tensor<2>>)> = match &ad.a {
+                        Some(a) => vec![("lora_a", a), ("lora_b", &ad.b)],
+                        None => vec![("delta", &ad.b)],
+                    };
+                    for (part, p) in parts {
                         let v = p.val();
                         let dims = v.dims().to_vec();
                         let data: Vec<u8> = v
@@ -253,6 +289,7 @@ impl Lora {
         }
         let meta: std::collections::HashMap<String, String> = [
             ("format", "ponder-lora".to_string()),
+            ("mode", if cfg.full { "full" } else { "lora" }.to_string()),
             ("rank", cfg.rank.to_string()),
             ("alpha", cfg.alpha.to_string()),
             (
@@ -279,6 +316,8 @@ impl Lora {
 
 /// The stacked delta of several targets sharing one fused projection (`parts` in row order,
 /// each with its output size), on `x` `[in, n]`: `None` when none of them has an adapter.
+/// Adapters stay F32 (master weights) on a half-precision model: `x` is cast up for them and
+/// the delta back down.
 pub(crate) fn fused_delta(
     layer: &LayerAdapters,
     parts: &[(Target, usize)],
@@ -290,6 +329,12 @@ pub(crate) fn fused_delta(
     }
     let n = x.dims()[1];
     let device = x.device();
+    let dtype = x.dtype();
+    let x = if dtype == DType::F32 {
+        x.clone()
+    } else {
+        x.clone().cast(DType::F32)
+    };
     let rows: Vec<Tensor<2>> = parts
         .iter()
         .map(|(t, out)| match layer.get(*t) {
@@ -297,5 +342,10 @@ pub(crate) fn fused_delta(
             None => Tensor::zeros([*out, n], &device),
         })
         .collect();
-    Some(Tensor::cat(rows, 0).mul_scalar(scale))
+    let delta = Tensor::cat(rows, 0).mul_scalar(scale);
+    Some(if dtype == DType::F32 {
+        delta
+    } else {
+        delta.cast(dtype)
+    })
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use burn::module::Param;
 use burn::prelude::*;
 use ponder_policies::dpo::{
-    DpoConfig, DpoTrainer, LossKind, TokenPair, pair_loss, sequence_logprob,
+    DpoConfig, DpoTrainer, LossKind, Precision, TokenPair, pair_loss, sequence_logprob,
 };
 use ponder_policies::gguf::Gguf;
 use ponder_policies::llama::Llama;
@@ -60,20 +60,22 @@ fn nudge(lora: &Lora, which: char, idx: usize, h: f32) -> Lora {
         .map(|(li, l)| {
             let copy = |ad: &Option<Adapter>, edit: bool| {
                 ad.as_ref().map(|ad| {
-                    let mut a = ad.a.val().try_into_vec_as::<f32>().unwrap();
-                    let mut b = ad.b.val().try_into_vec_as::<f32>().unwrap();
-                    if edit {
-                        if which == 'a' {
-                            a[idx] += h;
-                        } else {
-                            b[idx] += h;
-                        }
-                    }
                     let t = |v: Vec<f32>, s: [usize; 2]| {
                         Param::from_tensor(Tensor::from_data(TensorData::new(v, s), &device()))
                     };
+                    let a = ad.a.as_ref().map(|a| {
+                        let mut v = a.val().try_into_vec_as::<f32>().unwrap();
+                        if edit && which == 'a' {
+                            v[idx] += h;
+                        }
+                        t(v, a.val().dims())
+                    });
+                    let mut b = ad.b.val().try_into_vec_as::<f32>().unwrap();
+                    if edit && which == 'b' {
+                        b[idx] += h;
+                    }
                     Adapter {
-                        a: t(a, ad.a.val().dims()),
+                        a,
                         b: t(b, ad.b.val().dims()),
                     }
                 })
@@ -99,6 +101,7 @@ fn dpo_gradients_match_finite_differences() {
         rank: 2,
         alpha: 2.0,
         targets: vec![Target::V, Target::Down],
+        full: false,
     };
     // B nonzero, so gradients reach A too.
     let fresh = Lora::new(m.config(), &cfg, 5, &device());
@@ -109,7 +112,9 @@ fn dpo_gradients_match_finite_differences() {
     let grads = l.backward();
     let v = lora.layers[0].v.as_ref().unwrap();
     let ga =
-        v.a.val()
+        v.a.as_ref()
+            .unwrap()
+            .val()
             .grad(&grads)
             .unwrap()
             .try_into_vec_as::<f32>()
@@ -161,6 +166,7 @@ fn training_lowers_the_loss_and_raises_the_margin() {
             rank: 4,
             alpha: 8.0,
             targets: vec![Target::Q, Target::V, Target::O, Target::Down],
+            full: false,
         },
         lr: 2e-2,
         epochs: 8,
@@ -182,4 +188,96 @@ fn training_lowers_the_loss_and_raises_the_margin() {
     assert!(t.lr_at(0, 100) < t.lr_at(9, 100));
     assert!(t.lr_at(99, 100) < 1e-4 * 2e-2 * 100.0);
     assert!(DpoTrainer::new(&m, vec![], DpoConfig::default()).is_err());
+}
+
+#[test]
+fn full_fine_tuning_gradients_match_and_training_lowers_the_loss() {
+    let m = tiny();
+    let cfg = LoraConfig {
+        targets: vec![Target::V, Target::Down],
+        full: true,
+        ..LoraConfig::default()
+    };
+    // The dense update's gradient is the weight's: check it against finite differences at a
+    // nonzero point.
+    let lora = nudge(&Lora::new(m.config(), &cfg, 5, &device()), 'b', 4, 0.3);
+    let p = pair(1);
+    let refs = (-20.0, -22.0);
+    let grads = loss(&m, &lora, cfg.scale(), &p, refs).backward();
+    let g = lora.layers[0]
+        .v
+        .as_ref()
+        .unwrap()
+        .b
+        .val()
+        .grad(&grads)
+        .unwrap();
+    let g = g.try_into_vec_as::<f32>().unwrap();
+    let h = 1e-2;
+    let mut checked = 0;
+    for idx in [0usize, 4, 9, 17, 33] {
+        let up = value(loss(&m, &nudge(&lora, 'b', idx, h), 1.0, &p, refs));
+        let down = value(loss(&m, &nudge(&lora, 'b', idx, -h), 1.0, &p, refs));
+        let numeric = (up - down) / (2.0 * f64::from(h));
+        let analytic = f64::from(g[idx]);
+        let tol = 1e-5 + 0.02 * numeric.abs().max(analytic.abs());
+        assert!(
+            (numeric - analytic).abs() < tol,
+            "delta[{idx}]: autodiff {analytic} vs finite difference {numeric}"
+        );
+        checked += usize::from(analytic.abs() > 1e-5);
+    }
+    assert!(checked >= 3, "most checked gradients are nonzero");
+    let cfg = DpoConfig {
+        lora: cfg,
+        lr: 1e-2,
+        epochs: 6,
+        accumulate: 2,
+        ..DpoConfig::default()
+    };
+    let mut t = DpoTrainer::new(&m, (0..6).map(pair).collect(), cfg).unwrap();
+    let report = t.train(|_, _, _| {}).unwrap();
+    assert!(report.before.margin.abs() < 1e-4, "{report:?}");
+    assert!(report.after.loss < report.before.loss - 0.1, "{report:?}");
+    assert!(report.after.margin > 1.0, "{report:?}");
+}
+
+#[test]
+fn mixed_precision_tracks_f32_and_trains() {
+    let m = tiny();
+    let p = pair(2);
+    let full = value(sequence_logprob(&m, None, &p.context, &p.chosen, false).unwrap());
+    for (precision, tol) in [(Precision::Bf16, 0.1), (Precision::F16, 0.02)] {
+        let half = m.cast(precision.dtype());
+        assert_eq!(half.dtype(), precision.dtype());
+        let lp = value(sequence_logprob(&half, None, &p.context, &p.chosen, false).unwrap());
+        assert!(
+            (lp - full).abs() < tol * full.abs().max(1.0),
+            "{precision:?}: {lp} vs f32 {full}"
+        );
+        let cfg = DpoConfig {
+            lora: LoraConfig {
+                rank: 4,
+                alpha: 8.0,
+                targets: vec![Target::Q, Target::V, Target::Down],
+                full: false,
+            },
+            lr: 2e-2,
+            epochs: 8,
+            accumulate: 2,
+            precision,
+            ..DpoConfig::default()
+        };
+        let mut t = DpoTrainer::new(&m, (0..6).map(pair).collect(), cfg).unwrap();
+        let report = t.train(|_, _, _| {}).unwrap();
+        assert!(
+            report.after.loss < report.before.loss - 0.1,
+            "{precision:?}: {report:?}"
+        );
+        assert!(report.after.margin > 1.0, "{precision:?}: {report:?}");
+        // The trained adapters stay F32 master weights.
+        let lora = t.into_lora();
+        let v = lora.layers[0].v.as_ref().unwrap();
+        assert_eq!(v.b.val().dtype(), burn::tensor::DType::F32);
+    }
 }

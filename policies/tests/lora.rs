@@ -86,6 +86,7 @@ fn fresh_adapters_change_nothing_and_merged_adapters_match_unmerged() {
         rank: 4,
         alpha: 8.0,
         targets: Target::ALL.to_vec(),
+        full: false,
     };
     let fresh = Lora::new(m.config(), &cfg, 1, &Device::flex());
     let a = Adapters {
@@ -120,6 +121,7 @@ fn fresh_adapters_change_nothing_and_merged_adapters_match_unmerged() {
         rank: 2,
         alpha: 2.0,
         targets: vec![Target::V, Target::Down],
+        full: false,
     };
     let some = randomise(Lora::new(m.config(), &cfg, 3, &Device::flex()), 4);
     assert!(some.layers[0].q.is_none() && some.layers[0].v.is_some());
@@ -132,6 +134,52 @@ fn fresh_adapters_change_nothing_and_merged_adapters_match_unmerged() {
     m.save_hf(&dir, &t, Some(a)).unwrap();
     let back = Llama::from_hf_dir(&dir, &Device::flex()).unwrap();
     assert!(max_diff(&adapted, &logits(&back, &tokens, None)) < 1e-4);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn full_fine_tuning_updates_merge_like_adapters() {
+    let (m, t) = tiny();
+    let tokens: Vec<u32> = (7..31).collect();
+    let base = logits(&m, &tokens, None);
+    let cfg = LoraConfig {
+        targets: vec![Target::Q, Target::O, Target::Up],
+        full: true,
+        ..LoraConfig::default()
+    };
+    assert_eq!(cfg.scale(), 1.0);
+    let fresh = Lora::new(m.config(), &cfg, 1, &Device::flex());
+    let q = fresh.layers[0].q.as_ref().unwrap();
+    assert!(q.a.is_none(), "a dense update has no low-rank factor");
+    let (out, inp) = Target::Q.shape(m.config());
+    assert_eq!(q.b.val().dims(), [out, inp]);
+    let a = Adapters {
+        lora: &fresh,
+        scale: cfg.scale(),
+    };
+    assert!(max_diff(&base, &logits(&m, &tokens, Some(a))) < 1e-6);
+    let trained = randomise(fresh, 9);
+    let a = Adapters {
+        lora: &trained,
+        scale: cfg.scale(),
+    };
+    let adapted = logits(&m, &tokens, Some(a));
+    assert!(max_diff(&base, &adapted) > 1e-2);
+    let dir = tmp("full");
+    m.save_hf(&dir, &t, Some(a)).unwrap();
+    let back = Llama::from_hf_dir(&dir, &Device::flex()).unwrap();
+    let d = max_diff(&adapted, &logits(&back, &tokens, None));
+    assert!(d < 1e-4, "merged vs unmerged: {d}");
+    // The update file names its mode and holds one dense tensor per projection.
+    let file = dir.join("adapter.safetensors");
+    trained.save(&file, &cfg).unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().clone().unwrap();
+    assert_eq!(meta["mode"], "full");
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("layers.0.q.delta").unwrap().shape(), &[out, inp]);
+    assert!(st.tensor("layers.0.q.lora_a").is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -170,7 +170,7 @@ pub(crate) enum DpoLoss {
     Ipo,
 }
 
-/// LoRA adapter settings (`ponder dpo`, `ponder iterate`).
+/// What DPO trains, and in which precision (`ponder dpo`, `ponder iterate`).
 #[derive(Debug, Args)]
 pub(crate) struct LoraArgs {
     /// LoRA rank.
@@ -182,6 +182,37 @@ pub(crate) struct LoraArgs {
     /// Projections with adapters.
     #[arg(long, value_delimiter = ',', default_value = "q,k,v,o,gate,up,down")]
     pub(crate) targets: Vec<String>,
+    /// Full fine-tuning: train every weight of the targeted projections (a dense update each)
+    /// instead of low-rank adapters; embeddings and norms stay frozen.
+    #[arg(long)]
+    pub(crate) full: bool,
+    /// Training precision: f32, or mixed f16/bf16 (frozen weights and activations in half
+    /// precision; norms, the loss and the trained parameters in f32).
+    #[arg(long, value_enum, default_value_t = TrainPrecision::F32)]
+    pub(crate) precision: TrainPrecision,
+}
+
+/// Training precision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TrainPrecision {
+    /// Everything in f32.
+    F32,
+    /// Mixed precision with f16.
+    F16,
+    /// Mixed precision with bf16.
+    Bf16,
+}
+
+impl TrainPrecision {
+    /// The trainer's setting.
+    pub(crate) fn get(self) -> ponder::policies::dpo::Precision {
+        use ponder::policies::dpo::Precision;
+        match self {
+            TrainPrecision::F32 => Precision::F32,
+            TrainPrecision::F16 => Precision::F16,
+            TrainPrecision::Bf16 => Precision::Bf16,
+        }
+    }
 }
 
 impl LoraArgs {
@@ -199,6 +230,7 @@ impl LoraArgs {
                 .iter()
                 .map(|t| Target::parse(t.trim()))
                 .collect::<Result<Vec<_>, _>>()?,
+            full: self.full,
         })
     }
 }

@@ -88,7 +88,8 @@ pub(crate) fn train(
         "secs": secs,
         "config": {
             "beta": cfg.beta, "loss": format!("{:?}", cfg.loss), "length_norm": cfg.length_norm,
-            "rank": cfg.lora.rank, "alpha": cfg.lora.alpha,
+            "rank": cfg.lora.rank, "alpha": cfg.lora.alpha, "full": cfg.lora.full,
+            "precision": format!("{:?}", cfg.precision),
             "targets": cfg.lora.targets.iter().map(|t| t.name()).collect::<Vec<_>>(),
             "lr": cfg.lr, "epochs": cfg.epochs, "accumulate": cfg.accumulate,
             "warmup": cfg.warmup, "clip": cfg.clip, "seed": cfg.seed,
@@ -105,6 +106,7 @@ pub(crate) fn train(
 
 pub(crate) fn run(a: DpoArgs, quiet: bool) -> Result<()> {
     let lora = a.lora.config()?;
+    let precision = a.lora.precision.get();
     let positive = |x: f64| x.is_finite() && x > 0.0;
     if a.epochs == 0 || !positive(f64::from(a.beta)) || !positive(a.lr) {
         bail!("--epochs, --beta and --lr must be positive");
@@ -121,6 +123,7 @@ pub(crate) fn run(a: DpoArgs, quiet: bool) -> Result<()> {
         epochs: a.epochs,
         accumulate: a.accumulate,
         seed: a.seed,
+        precision,
         ..DpoConfig::default()
     };
     let model = a.model.clone().unwrap_or_else(models::default_model_path);

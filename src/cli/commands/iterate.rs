@@ -433,6 +433,7 @@ pub(crate) fn run(a: IterateArgs, quiet: bool) -> Result<()> {
         epochs: a.dpo_epochs,
         accumulate: a.accumulate,
         seed: a.seed,
+        precision: a.lora.precision.get(),
         ..DpoConfig::default()
     };
     let say = |m: String| {
