@@ -45,5 +45,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::EvalCritic(a) => cli::commands::critic::eval(a, quiet),
         Command::Dpo(a) => cli::commands::dpo::run(a, quiet),
         Command::Iterate(a) => cli::commands::iterate::run(a, quiet),
+        Command::Merge(a) => cli::commands::merge::run(a, quiet),
     }
 }

@@ -114,27 +114,8 @@ impl SelfEvalCritic {
     /// The judge's input for a path: the prompt (chat-wrapped when the model has a template)
     /// followed by the reply prefix.
     pub fn render(&self, question: &str, previous: &[&str], step: &str) -> String {
-        let previous = if previous.is_empty() {
-            "(none)".to_string()
-        } else {
-            previous
-                .iter()
-                .map(|s| s.trim())
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        let body = self
-            .cfg
-            .prompt
-            .replace("{question}", question)
-            .replace("{previous}", &previous)
-            .replace("{step}", step.trim());
-        let body = if self.cfg.chat {
-            self.policy.tokenizer().chat().render(None, &body)
-        } else {
-            body
-        };
-        format!("{body}{}", self.cfg.reply_prefix)
+        let chat = self.cfg.chat.then(|| self.policy.tokenizer().chat());
+        render_judge(&self.cfg, chat, question, previous, step)
     }
 
     /// p(correct) = Σ p(yes) / (Σ p(yes) + Σ p(no)) at the first reply position.
@@ -157,6 +138,36 @@ impl SelfEvalCritic {
             0.5
         })
     }
+}
+
+/// The judging prompt of `cfg` for a step (wrapped in `chat` as the user turn when given),
+/// followed by the reply prefix.
+pub fn render_judge(
+    cfg: &SelfEvalConfig,
+    chat: Option<&ponder_policies::tokenizer::ChatTemplate>,
+    question: &str,
+    previous: &[&str],
+    step: &str,
+) -> String {
+    let previous = if previous.is_empty() {
+        "(none)".to_string()
+    } else {
+        previous
+            .iter()
+            .map(|s| s.trim())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let body = cfg
+        .prompt
+        .replace("{question}", question)
+        .replace("{previous}", &previous)
+        .replace("{step}", step.trim());
+    let body = match chat {
+        Some(c) => c.render(None, &body),
+        None => body,
+    };
+    format!("{body}{}", cfg.reply_prefix)
 }
 
 impl Critic for SelfEvalCritic {

@@ -53,4 +53,20 @@ pub enum Error {
     /// operation failed.
     #[error("model: {0}")]
     Model(String),
+    /// A config field is invalid.
+    #[error("invalid config field `{field}`: {message}")]
+    Config {
+        /// The field, dotted (`policy.remote.endpoints`).
+        field: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A remote server failed for good (after retries) or refused the request.
+    #[error("{endpoint}: {message}")]
+    Remote {
+        /// The endpoint URL.
+        endpoint: String,
+        /// What went wrong.
+        message: String,
+    },
 }

@@ -4,7 +4,8 @@
 //! folders ([`hf`]), the tokenizer built from either ([`tokenizer`]), the Llama-family decoder on
 //! Burn ([`llama`], logit-for-logit equal to HF transformers on the default model) with batched,
 //! padded decoding, and the engine's step policy over it with a tree-shared KV cache
-//! ([`step_policy`]). [`backend`] picks the Burn device.
+//! ([`step_policy`]). [`backend`] picks the Burn device. [`remote`] serves the policy over
+//! OpenAI-compatible HTTP instead; [`mock_server`] is a local test double of such a server.
 
 pub mod backend;
 pub mod dpo;
@@ -13,7 +14,9 @@ pub mod gguf;
 pub mod hf;
 pub mod llama;
 pub mod lora;
+pub mod mock_server;
 pub mod models;
+pub mod remote;
 pub mod step_policy;
 pub mod testing;
 pub mod tokenizer;

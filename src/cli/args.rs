@@ -79,6 +79,23 @@ pub(crate) enum Command {
     /// The self-improvement loop: evaluate, search the training split, DPO on the pairs,
     /// repeat; per-round metrics (CSV, JSONL, SVG) with the B-STaR figures; resumable.
     Iterate(IterateArgs),
+    /// Combine the output folders of sharded or repeated `ponder generate` runs into one:
+    /// complete problems only, each once, duplicate records dropped.
+    Merge(MergeArgs),
+}
+
+/// `ponder merge`.
+#[derive(Debug, Args)]
+pub(crate) struct MergeArgs {
+    /// The `ponder generate` output folders, in order of preference.
+    #[arg(required = true, value_name = "DIR")]
+    pub(crate) inputs: Vec<PathBuf>,
+    /// The merged folder.
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub(crate) out: PathBuf,
+    /// Replace files already in --out.
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 /// Which pairs `iterate` trains on.
@@ -481,6 +498,13 @@ pub(crate) struct SearchFlags {
     /// Burn backend for the model (wgpu needs a build with `--features wgpu`).
     #[arg(long, value_enum)]
     pub(crate) backend: Option<BackendKind>,
+    /// OpenAI-compatible base URLs for `--policy remote`, up to `/v1` (repeat or comma-separate
+    /// for several servers; requests are spread over them).
+    #[arg(long = "endpoint", value_delimiter = ',', value_name = "URL")]
+    pub(crate) endpoints: Option<Vec<String>>,
+    /// The served model's name (the `model` field of remote requests).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) remote_model: Option<String>,
     /// Sampling temperature (0 = greedy).
     #[arg(long)]
     pub(crate) temperature: Option<f32>,
@@ -537,9 +561,17 @@ pub(crate) struct GenerateArgs {
     /// Also write every tree to trees.jsonl.
     #[arg(long)]
     pub(crate) dump_trees: bool,
-    /// Replace existing output files.
+    /// Start over: replace existing output files instead of resuming the run in the folder.
     #[arg(long)]
     pub(crate) force: bool,
+    /// Only this shard of the input: `i/n` takes the problems whose index modulo n is i
+    /// (0 <= i < n), for array jobs; combine the folders with `ponder merge`.
+    #[arg(long, value_name = "I/N")]
+    pub(crate) shard: Option<String>,
+    /// Sync every problem's records to disk before its journal line (survives power loss, not
+    /// only a killed process; slower).
+    #[arg(long)]
+    pub(crate) fsync: bool,
 }
 
 /// `ponder bench`.

@@ -40,6 +40,9 @@ pub(crate) enum PolicyKind {
     Llm,
     /// The synthetic arithmetic task's scripted policy and oracle critics (test doubles).
     Synthetic,
+    /// A model served over OpenAI-compatible HTTP (`[policy.remote]`: vLLM, SGLang, llama.cpp's
+    /// server, TGI, Ollama) on math word problems.
+    Remote,
 }
 
 /// The Burn backend the model runs on.
@@ -91,6 +94,8 @@ pub(crate) struct PolicyConfig {
     pub(crate) cache_mib: usize,
     /// Where a step ends.
     pub(crate) step: ponder::engine::StepRule,
+    /// The servers of `kind = "remote"`.
+    pub(crate) remote: ponder::policies::remote::RemoteConfig,
 }
 
 impl Default for PolicyConfig {
@@ -109,6 +114,7 @@ impl Default for PolicyConfig {
                 max_tokens: 64,
                 ..ponder::engine::StepRule::default()
             },
+            remote: ponder::policies::remote::RemoteConfig::default(),
         }
     }
 }
@@ -129,6 +135,9 @@ impl PolicyConfig {
         }
         if self.step.max_tokens == 0 || self.step.max_tokens > 4096 {
             bail!("invalid config field `policy.step.max_tokens`: must be between 1 and 4096");
+        }
+        if self.kind == PolicyKind::Remote {
+            self.remote.validate()?;
         }
         Ok(())
     }
@@ -152,6 +161,42 @@ pub(crate) struct CriticsConfig {
     pub(crate) weights: Option<std::path::PathBuf>,
     /// The self-evaluation prompt and answer tokens.
     pub(crate) self_eval: SelfEvalToml,
+    /// Critics served over HTTP (`[[critics.remote]]`), next to the ones above.
+    pub(crate) remote: Vec<RemoteCriticToml>,
+}
+
+/// `[[critics.remote]]`: a value model, PRM or ORM behind a scoring endpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RemoteCriticToml {
+    /// `value`, `process` or `outcome`.
+    pub(crate) kind: ponder::engine::CriticKind,
+    /// Base URLs (up to `/v1`); the policy's endpoints when absent.
+    #[serde(default)]
+    pub(crate) endpoints: Option<Vec<String>>,
+    /// The `model` field; the policy's when absent.
+    #[serde(default)]
+    pub(crate) model: Option<String>,
+    /// Request path under the base URL (`/score`, or `/pooling` for vLLM).
+    #[serde(default = "default_score_path")]
+    pub(crate) path: String,
+    /// `ponder` (`{"inputs": [{"prompt", "steps"}]}` -> `{"scores": [..]}`) or `vllm-pooling`.
+    #[serde(default)]
+    pub(crate) format: ponder::critics::remote::ScoreFormat,
+    /// Lowest raw score.
+    #[serde(default)]
+    pub(crate) lo: f32,
+    /// Highest raw score.
+    #[serde(default = "one")]
+    pub(crate) hi: f32,
+}
+
+fn default_score_path() -> String {
+    "/score".into()
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 impl Default for CriticsConfig {
@@ -162,6 +207,7 @@ impl Default for CriticsConfig {
             outcome: None,
             weights: None,
             self_eval: SelfEvalToml::default(),
+            remote: Vec::new(),
         }
     }
 }
@@ -204,6 +250,17 @@ impl CriticsConfig {
         }
         if !self.self_eval.prompt.contains("{step}") {
             bail!("invalid config field `critics.self_eval.prompt`: has no `{{step}}` placeholder");
+        }
+        for (i, r) in self.remote.iter().enumerate() {
+            if !(r.lo.is_finite() && r.hi.is_finite() && r.lo < r.hi) {
+                bail!("invalid config field `critics.remote[{i}].lo`/`hi`: need lo < hi");
+            }
+            if !r.path.starts_with('/') {
+                bail!("invalid config field `critics.remote[{i}].path`: must start with `/`");
+            }
+            if r.endpoints.as_ref().is_some_and(Vec::is_empty) {
+                bail!("invalid config field `critics.remote[{i}].endpoints`: empty");
+            }
         }
         if self.self_eval.yes.is_empty() || self.self_eval.no.is_empty() {
             bail!(

@@ -7,6 +7,8 @@ pub(crate) mod critic;
 pub(crate) mod dpo;
 pub(crate) mod generate;
 pub(crate) mod iterate;
+pub(crate) mod journal;
+pub(crate) mod merge;
 pub(crate) mod problems;
 pub(crate) mod run;
 pub(crate) mod search;

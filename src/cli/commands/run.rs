@@ -103,6 +103,16 @@ pub(crate) fn resolve_config(flags: &SearchFlags) -> Result<FileConfig> {
     if let Some(v) = flags.backend {
         cfg.policy.backend = v;
     }
+    if let Some(v) = &flags.endpoints {
+        cfg.policy.remote.endpoints = v.clone();
+        // Naming a server implies the remote policy unless another was chosen.
+        if flags.policy.is_none() {
+            cfg.policy.kind = PolicyKind::Remote;
+        }
+    }
+    if let Some(v) = &flags.remote_model {
+        cfg.policy.remote.model = v.clone();
+    }
     if let Some(v) = flags.temperature {
         cfg.policy.temperature = v;
     }
@@ -120,96 +130,193 @@ pub(crate) fn resolve_config(flags: &SearchFlags) -> Result<FileConfig> {
     Ok(cfg)
 }
 
-/// The models for a resolved config: the LLM policy with the math task, or the synthetic
-/// test-double world. `problems` are checked against the task first.
+/// The models for a resolved config: the LLM policy (in process or served over HTTP) with the
+/// math task, or the synthetic test-double world. `problems` are checked against the task first.
 pub(crate) fn models(cfg: &FileConfig, problems: &[Problem]) -> Result<Models> {
+    Ok(models_with_client(cfg, problems)?.0)
+}
+
+/// [`models`], and the HTTP client of a remote policy (for its counters).
+pub(crate) fn models_with_client(
+    cfg: &FileConfig,
+    problems: &[Problem],
+) -> Result<(Models, Option<RemoteClient>)> {
+    use std::sync::Arc;
     match cfg.policy.kind {
         PolicyKind::Synthetic => {
             check_synthetic(problems)?;
-            Ok(synthetic::models(&cfg.synthetic.spec()))
+            Ok((synthetic::models(&cfg.synthetic.spec()), None))
         }
         PolicyKind::Llm => {
-            let policy = std::sync::Arc::new(load_llm(cfg)?);
-            Ok(Models {
-                policy: policy.clone(),
-                rollout: None,
-                critics: critic_panel(&cfg.critics, &policy)?,
-                task: std::sync::Arc::new(ponder::critics::math::MathTask::default()),
-            })
+            let policy = Arc::new(load_llm(cfg)?);
+            Ok((
+                Models {
+                    policy: policy.clone(),
+                    rollout: None,
+                    critics: critic_panel(&cfg.critics, Backbone::Local(&policy), &cfg.policy)?,
+                    task: Arc::new(ponder::critics::math::MathTask::default()),
+                },
+                None,
+            ))
+        }
+        PolicyKind::Remote => {
+            let (policy, client) = remote_policy(cfg)?;
+            Ok((
+                Models {
+                    policy: Arc::new(policy),
+                    rollout: None,
+                    critics: critic_panel(&cfg.critics, Backbone::Remote(&client), &cfg.policy)?,
+                    task: Arc::new(ponder::critics::math::MathTask::default()),
+                },
+                Some(client),
+            ))
         }
     }
+}
+
+/// The shared HTTP client of a remote policy.
+pub(crate) type RemoteClient = std::sync::Arc<ponder::policies::remote::Client>;
+
+/// The remote policy of `[policy.remote]` and its client.
+pub(crate) fn remote_policy(
+    cfg: &FileConfig,
+) -> Result<(
+    ponder::policies::remote::RemotePolicy,
+    std::sync::Arc<ponder::policies::remote::Client>,
+)> {
+    use ponder::policies::remote::{Client, RemotePolicy, RemoteSampling};
+    let p = &cfg.policy;
+    let client = std::sync::Arc::new(Client::new(&p.remote)?);
+    let mut rule = p.step.clone();
+    if rule.answer_pattern.is_none() {
+        rule.answer_pattern = Some(ponder::critics::math::ANSWER_MARKER.into());
+    }
+    tracing::info!(endpoints = ?p.remote.endpoints, model = %p.remote.model, "remote policy");
+    Ok((
+        RemotePolicy::new(
+            client.clone(),
+            rule,
+            RemoteSampling {
+                temperature: p.temperature,
+                top_p: p.top_p,
+            },
+        ),
+        client,
+    ))
+}
+
+/// What model-backed critics run on.
+pub(crate) enum Backbone<'a> {
+    /// The in-process policy (heads read its hidden states, self-evaluation its logits).
+    Local(&'a std::sync::Arc<ponder::policies::step_policy::LlamaPolicy>),
+    /// The served policy (self-evaluation as LLM-as-judge through its client; no heads).
+    Remote(&'a std::sync::Arc<ponder::policies::remote::Client>),
 }
 
 /// The critic trio of an LLM search, from `[critics]` (see [`crate::cli::config::CriticsConfig`]).
 pub(crate) fn critic_panel(
     c: &crate::cli::config::CriticsConfig,
-    policy: &std::sync::Arc<ponder::policies::step_policy::LlamaPolicy>,
+    backbone: Backbone<'_>,
+    policy_cfg: &crate::cli::config::PolicyConfig,
 ) -> Result<ponder::engine::CriticPanel> {
-    use ponder::critics::{arith, combine, head, self_eval};
-    use ponder::engine::Critic;
+    use ponder::critics::{arith, combine, head, remote, self_eval};
+    use ponder::engine::{Critic, CriticKind, ScoreRange};
     use std::sync::Arc;
     // Model-backed critics sit behind a score cache keyed by the path's text.
     let cached = |c: Arc<dyn Critic>| -> Arc<dyn Critic> {
         Arc::new(ponder::engine::CachedCritic::new(c, 1 << 18))
     };
-    let head_critic =
-        |path: &std::path::Path, want: ponder::engine::CriticKind| -> Result<Arc<dyn Critic>> {
-            let h = head::Head::load(path)?;
-            if h.kind != want {
-                bail!(
-                    "{}: a {:?} head cannot be the {want:?} critic",
-                    path.display(),
-                    h.kind
-                );
-            }
-            Ok(cached(Arc::new(head::HeadCritic::new(
-                &h,
-                policy.clone(),
-                &path.display().to_string(),
-            )?)))
+    let head_critic = |path: &std::path::Path, want: CriticKind| -> Result<Arc<dyn Critic>> {
+        let Backbone::Local(policy) = backbone else {
+            bail!(
+                "{}: trained heads read the in-process model's hidden states; with a remote \
+                 policy serve the critic over HTTP instead ([[critics.remote]])",
+                path.display()
+            );
         };
+        let h = head::Head::load(path)?;
+        if h.kind != want {
+            bail!(
+                "{}: a {:?} head cannot be the {want:?} critic",
+                path.display(),
+                h.kind
+            );
+        }
+        Ok(cached(Arc::new(head::HeadCritic::new(
+            &h,
+            (*policy).clone(),
+            &path.display().to_string(),
+        )?)))
+    };
     let in_dir = |name: &str| {
         c.weights
             .as_ref()
             .map(|d| d.join(format!("{name}.safetensors")))
             .filter(|p| p.exists())
     };
-    let mut panel = ponder::engine::CriticPanel::new();
+    let mut value: Vec<Arc<dyn Critic>> = Vec::new();
+    let mut outcome: Vec<Arc<dyn Critic>> = Vec::new();
+    let mut process: Vec<Arc<dyn Critic>> = Vec::new();
     if let Some(p) = c.value.clone().or_else(|| in_dir("value")) {
-        panel = panel.with(head_critic(&p, ponder::engine::CriticKind::Value)?)?;
+        value.push(head_critic(&p, CriticKind::Value)?);
     }
     if let Some(p) = c.outcome.clone().or_else(|| in_dir("outcome")) {
-        panel = panel.with(head_critic(&p, ponder::engine::CriticKind::Outcome)?)?;
+        outcome.push(head_critic(&p, CriticKind::Outcome)?);
     }
-    let mut process: Vec<Arc<dyn Critic>> = Vec::new();
     for p in &c.process {
-        process.push(match p.as_str() {
-            "arithmetic" => Arc::new(arith::ArithmeticCritic),
-            "self-eval" => cached(Arc::new(self_eval::SelfEvalCritic::new(
-                policy.clone(),
+        process.push(match (p.as_str(), &backbone) {
+            ("arithmetic", _) => Arc::new(arith::ArithmeticCritic),
+            ("self-eval", Backbone::Local(policy)) => cached(Arc::new(
+                self_eval::SelfEvalCritic::new((*policy).clone(), c.self_eval())?,
+            )),
+            ("self-eval", Backbone::Remote(client)) => cached(Arc::new(remote::RemoteJudge::new(
+                (*client).clone(),
                 c.self_eval(),
-            )?)),
-            file => head_critic(
-                std::path::Path::new(file),
-                ponder::engine::CriticKind::Process,
-            )?,
+                policy_cfg.remote.template,
+                20,
+            ))),
+            (file, _) => head_critic(std::path::Path::new(file), CriticKind::Process)?,
         });
     }
     if let Some(p) = in_dir("process") {
-        process.push(head_critic(&p, ponder::engine::CriticKind::Process)?);
+        process.push(head_critic(&p, CriticKind::Process)?);
     }
-    match process.len() {
-        0 => {}
-        1 => panel = panel.with(process.remove(0))?,
-        _ => panel = panel.with(Arc::new(combine::MeanCritic::new(process)?))?,
+    for (i, r) in c.remote.iter().enumerate() {
+        let mut rc = policy_cfg.remote.clone();
+        if let Some(e) = &r.endpoints {
+            rc.endpoints = e.clone();
+        }
+        if let Some(m) = &r.model {
+            rc.model = m.clone();
+        }
+        let client = Arc::new(
+            ponder::policies::remote::Client::new(&rc)
+                .with_context(|| format!("critics.remote[{i}]"))?,
+        );
+        let critic = cached(Arc::new(remote::RemoteCritic::new(
+            client,
+            r.kind,
+            r.format,
+            &r.path,
+            ScoreRange { lo: r.lo, hi: r.hi },
+        )));
+        match r.kind {
+            CriticKind::Value => value.push(critic),
+            CriticKind::Process => process.push(critic),
+            CriticKind::Outcome => outcome.push(critic),
+        }
     }
-    for (kind, critic) in [
-        ponder::engine::CriticKind::Value,
-        ponder::engine::CriticKind::Process,
-        ponder::engine::CriticKind::Outcome,
-    ]
-    .into_iter()
-    .filter_map(|k| panel.get(k).map(|c| (k, c.name().to_string())))
+    let mut panel = ponder::engine::CriticPanel::new();
+    for mut list in [value, process, outcome] {
+        match list.len() {
+            0 => {}
+            1 => panel = panel.with(list.remove(0))?,
+            _ => panel = panel.with(Arc::new(combine::MeanCritic::new(list)?))?,
+        }
+    }
+    for (kind, critic) in [CriticKind::Value, CriticKind::Process, CriticKind::Outcome]
+        .into_iter()
+        .filter_map(|k| panel.get(k).map(|c| (k, c.name().to_string())))
     {
         tracing::info!(?kind, critic, "critic");
     }
@@ -367,6 +474,10 @@ impl RunSummary {
     }
 }
 
+/// What [`run_problems`] hands each result to.
+pub(crate) type ResultSink<'a> =
+    dyn FnMut(usize, &Problem, Result<SearchReport, ponder::engine::Error>) -> Result<()> + 'a;
+
 /// Searches every problem, `parallel_trees` at a time, sharing one batcher when batching helps.
 /// `on_result` sees results in problem order; an error from it stops the run.
 pub(crate) fn run_problems(
@@ -381,7 +492,34 @@ pub(crate) fn run_problems(
         Result<SearchReport, ponder::engine::Error>,
     ) -> Result<()>,
 ) -> Result<RunSummary> {
+    run_problems_with(
+        cfg,
+        models,
+        problems,
+        None,
+        parallel_trees,
+        quiet,
+        None,
+        &mut on_result,
+    )
+}
+
+/// [`run_problems`] with each problem's tree id (`ids[i]`, default `i`) and extra progress
+/// text from `status`. Every ~10 s a progress event is also logged (for `--log-format json`
+/// on clusters, where no bar is drawn).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_problems_with(
+    cfg: &FileConfig,
+    models: &Models,
+    problems: &[Problem],
+    ids: Option<&[u32]>,
+    parallel_trees: u32,
+    quiet: bool,
+    status: Option<&(dyn Fn() -> String + Sync)>,
+    on_result: &mut ResultSink<'_>,
+) -> Result<RunSummary> {
     let start = Instant::now();
+    let mut last_log = Instant::now();
     let bar = if quiet || problems.len() < 2 {
         ProgressBar::hidden()
     } else {
@@ -420,7 +558,8 @@ pub(crate) fn run_problems(
                         }
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(p) = problems.get(i) else { break };
-                        let r = search(p.clone(), TreeId(i as u32), &cfg.search, eval);
+                        let id = ids.and_then(|ids| ids.get(i).copied()).unwrap_or(i as u32);
+                        let r = search(p.clone(), TreeId(id), &cfg.search, eval);
                         if tx.send((i, r)).is_err() {
                             break;
                         }
@@ -456,7 +595,12 @@ pub(crate) fn run_problems(
                     next_out += 1;
                     bar.inc(1);
                     let secs = start.elapsed().as_secs_f64().max(1e-9);
-                    let mut msg = format!("{:.0} nodes/s", summary.stats.nodes as f64 / secs);
+                    let mut msg = format!(
+                        "{:.2} problems/s {:.0} tok/s {:.0} nodes/s",
+                        next_out as f64 / secs,
+                        summary.stats.tokens as f64 / secs,
+                        summary.stats.nodes as f64 / secs
+                    );
                     if let Some(a) = summary.accuracy() {
                         msg.push_str(&format!(" acc {:.1}%", 100.0 * a));
                     }
@@ -468,6 +612,21 @@ pub(crate) fn run_problems(
                     }
                     if summary.failed > 0 {
                         msg.push_str(&format!(" errors {}", summary.failed));
+                    }
+                    if let Some(f) = status {
+                        msg.push_str(&f());
+                    }
+                    if last_log.elapsed() >= Duration::from_secs(10) {
+                        last_log = Instant::now();
+                        let rate = next_out as f64 / secs;
+                        tracing::info!(
+                            done = next_out,
+                            total = problems.len(),
+                            problems_per_sec = rate,
+                            eta_secs = (problems.len() - next_out) as f64 / rate.max(1e-9),
+                            errors = summary.failed,
+                            "progress: {msg}"
+                        );
                     }
                     bar.set_message(msg);
                 }
