@@ -254,8 +254,21 @@ fn generate_writes_every_format_and_never_clobbers() {
         serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["config"]["search"]["budget"]["simulations"], 48);
 
-    // A second run without --force must fail and leave the first run's data alone.
+    // A second run resumes: every problem is in the journal, so nothing is searched again and
+    // the data stay as they were.
     let before = std::fs::read(out.join("pairs.jsonl")).unwrap();
+    let o = ponder(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(out.join("pairs.jsonl")).unwrap(), before);
+    assert_eq!(
+        std::fs::read_to_string(out.join("journal.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        16
+    );
+    // Output files without a journal (not ponder's, or hand-made) are never overwritten.
+    std::fs::remove_file(out.join("journal.jsonl")).unwrap();
     let o = ponder(&args);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--force"), "{}", stderr(&o));

@@ -586,6 +586,36 @@ pub(crate) enum BenchCommand {
     /// The LLM policy: decoding tokens/s at batch 1 and batch N, and how much the tree-shared KV
     /// cache saves on a search.
     Policy(BenchPolicyArgs),
+    /// The remote policy against a local mock OpenAI server that answers after a fixed delay:
+    /// one tree at a time with one request in flight (how peers step a tree) against many trees
+    /// and simulations in flight.
+    Remote(BenchRemoteArgs),
+}
+
+/// `ponder bench remote`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchRemoteArgs {
+    /// The server's delay per request, milliseconds.
+    #[arg(long, default_value_t = 100.0)]
+    pub(crate) latency_ms: f64,
+    /// Synthetic problems.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) problems: usize,
+    /// Operations per problem.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) level: u32,
+    /// Simulations per tree.
+    #[arg(long, short = 's', default_value_t = 16)]
+    pub(crate) simulations: u32,
+    /// Worker threads per tree in the parallel run.
+    #[arg(long, short = 't', default_value_t = 4)]
+    pub(crate) threads: u32,
+    /// Trees at once in the parallel run.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) parallel_trees: u32,
+    /// Requests in flight per endpoint in the parallel run.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) concurrency: usize,
 }
 
 /// `ponder bench policy`.

@@ -3,7 +3,9 @@
 use anyhow::Result;
 use ponder::engine::testing::bench;
 
-use crate::cli::args::{BenchCommand, BenchLatencyArgs, BenchPolicyArgs, BenchTreeArgs};
+use crate::cli::args::{
+    BenchCommand, BenchLatencyArgs, BenchPolicyArgs, BenchRemoteArgs, BenchTreeArgs,
+};
 use crate::cli::config::{FileConfig, PolicyKind};
 
 pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
@@ -11,7 +13,60 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Tree(a) => tree(a),
         BenchCommand::Latency(a) => latency(a),
         BenchCommand::Policy(a) => policy(a),
+        BenchCommand::Remote(a) => remote(a),
     }
+}
+
+/// The remote policy over HTTP against the mock server: sequential, then parallel, and the
+/// ratio of their wall times.
+fn remote(a: BenchRemoteArgs) -> Result<()> {
+    use ponder::engine::testing::synthetic;
+    use ponder::policies::mock_server::{MockConfig, MockServer};
+    anyhow::ensure!(
+        a.latency_ms.is_finite() && a.latency_ms >= 0.0,
+        "--latency-ms must be finite and >= 0"
+    );
+    let server = MockServer::start(MockConfig {
+        latency: std::time::Duration::from_secs_f64(a.latency_ms / 1e3),
+        ..MockConfig::default()
+    })?;
+    let problems = synthetic::problems(a.problems, a.level, 1);
+    let mut wall = [0.0f64; 2];
+    for (i, (threads, trees)) in [(1u32, 1u32), (a.threads, a.parallel_trees)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut c = FileConfig::default();
+        c.policy.kind = PolicyKind::Remote;
+        c.policy.remote.endpoints = vec![server.url()];
+        c.policy.remote.model = "mock".into();
+        c.policy.remote.concurrency = if i == 0 { 1 } else { a.concurrency };
+        c.search.budget.simulations = a.simulations;
+        c.search.parallel.threads = threads;
+        c.batch.max_batch = if i == 0 { 1 } else { 256 };
+        c.batch.max_wait_ms = 2.0;
+        c.validate()?;
+        let (models, client) = super::run::models_with_client(&c, &problems)?;
+        let s = super::run::run_problems(&c, &models, &problems, trees, true, |_, _, r| {
+            r.map(|_| ()).map_err(anyhow::Error::from)
+        })?;
+        wall[i] = s.wall_seconds;
+        let http = client.map(|c| c.stats()).unwrap_or_default();
+        println!(
+            "run={} threads={threads} parallel_trees={trees} problems={} simulations={} http_requests={} wall_s={:.2} problems_per_sec={:.3} simulations_per_sec={:.1} mean_policy_batch={:.1} solve_rate={:.2}",
+            if i == 0 { "sequential" } else { "parallel" },
+            s.problems,
+            s.stats.simulations,
+            http.attempts,
+            s.wall_seconds,
+            s.problems as f64 / s.wall_seconds,
+            s.stats.simulations as f64 / s.wall_seconds,
+            s.batch.as_ref().map_or(1.0, |b| b.policy.mean_batch),
+            s.accuracy().unwrap_or(0.0)
+        );
+    }
+    println!("speedup={:.1}", wall[0] / wall[1]);
+    Ok(())
 }
 
 /// Decoding speed at batch 1 and batch N (greedy, after a chat prompt), then the KV reuse of a
