@@ -293,3 +293,27 @@ fn shards_merge_into_the_unsharded_output() {
     assert!(!o.status.success() && text(&o).1.contains("--shard `3/3`"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bench_remote_reports_both_runs_and_the_speedup() {
+    let o = ponder(&[
+        "bench",
+        "remote",
+        "--latency-ms",
+        "5",
+        "--problems",
+        "2",
+        "--level",
+        "2",
+        "-s",
+        "4",
+        "--parallel-trees",
+        "2",
+    ]);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    for run in ["run=sequential", "run=parallel ", "run=parallel-batched"] {
+        assert!(stdout.contains(run), "{stdout}");
+    }
+    assert!(stdout.contains("speedup="), "{stdout}");
+}

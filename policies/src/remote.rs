@@ -103,6 +103,9 @@ pub struct RemoteConfig {
     pub failures_to_rest: u32,
     /// How long a resting endpoint rests, seconds.
     pub rest_secs: f64,
+    /// Gather requests into client-side batches (the engine's batcher) instead of sending each
+    /// the moment a simulation needs it; servers batch on their side either way.
+    pub batched: bool,
 }
 
 impl Default for RemoteConfig {
@@ -124,6 +127,7 @@ impl Default for RemoteConfig {
             max_solution_tokens: 1024,
             failures_to_rest: 3,
             rest_secs: 10.0,
+            batched: false,
         }
     }
 }

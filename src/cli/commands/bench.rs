@@ -17,8 +17,9 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
     }
 }
 
-/// The remote policy over HTTP against the mock server: sequential, then parallel, and the
-/// ratio of their wall times.
+/// The remote policy over HTTP against the mock server: sequential (one tree, one request in
+/// flight), parallel (every worker sends its requests when it needs them) and parallel through
+/// the client-side batcher; the ratios of their wall times.
 fn remote(a: BenchRemoteArgs) -> Result<()> {
     use ponder::engine::testing::synthetic;
     use ponder::policies::mock_server::{MockConfig, MockServer};
@@ -31,13 +32,16 @@ fn remote(a: BenchRemoteArgs) -> Result<()> {
         ..MockConfig::default()
     })?;
     let problems = synthetic::problems(a.problems, a.level, 1);
-    let mut wall = [0.0f64; 2];
-    for (i, (threads, trees)) in [(1u32, 1u32), (a.threads, a.parallel_trees)]
-        .into_iter()
-        .enumerate()
-    {
+    let mut wall = [0.0f64; 3];
+    let runs = [
+        ("sequential", 1u32, 1u32, false),
+        ("parallel", a.threads, a.parallel_trees, false),
+        ("parallel-batched", a.threads, a.parallel_trees, true),
+    ];
+    for (i, (name, threads, trees, batched)) in runs.into_iter().enumerate() {
         let mut c = FileConfig::default();
         c.policy.kind = PolicyKind::Remote;
+        c.policy.remote.batched = batched;
         c.policy.remote.endpoints = vec![server.url()];
         c.policy.remote.model = "mock".into();
         c.policy.remote.concurrency = if i == 0 { 1 } else { a.concurrency };
@@ -53,8 +57,7 @@ fn remote(a: BenchRemoteArgs) -> Result<()> {
         wall[i] = s.wall_seconds;
         let http = client.map(|c| c.stats()).unwrap_or_default();
         println!(
-            "run={} threads={threads} parallel_trees={trees} problems={} simulations={} http_requests={} wall_s={:.2} problems_per_sec={:.3} simulations_per_sec={:.1} mean_policy_batch={:.1} solve_rate={:.2}",
-            if i == 0 { "sequential" } else { "parallel" },
+            "run={name} threads={threads} parallel_trees={trees} problems={} simulations={} http_requests={} wall_s={:.2} problems_per_sec={:.3} simulations_per_sec={:.1} mean_policy_batch={:.1} solve_rate={:.2}",
             s.problems,
             s.stats.simulations,
             http.attempts,
@@ -65,7 +68,11 @@ fn remote(a: BenchRemoteArgs) -> Result<()> {
             s.accuracy().unwrap_or(0.0)
         );
     }
-    println!("speedup={:.1}", wall[0] / wall[1]);
+    println!(
+        "speedup={:.1} speedup_batched={:.1}",
+        wall[0] / wall[1],
+        wall[0] / wall[2]
+    );
     Ok(())
 }
 

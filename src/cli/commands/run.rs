@@ -536,8 +536,13 @@ pub(crate) fn run_problems_with(
         b.enable_steady_tick(Duration::from_millis(200));
         b
     };
-    let use_batcher =
-        cfg.batch.max_batch > 1 && (cfg.search.parallel.threads > 1 || parallel_trees > 1);
+    // A remote policy is called straight from every worker: each HTTP request goes out the
+    // moment its simulation needs it (servers batch on their side), so no request waits for
+    // the slowest of a client-side batch. `policy.remote.batched` keeps the batcher instead.
+    let remote_direct = cfg.policy.kind == PolicyKind::Remote && !cfg.policy.remote.batched;
+    let use_batcher = cfg.batch.max_batch > 1
+        && (cfg.search.parallel.threads > 1 || parallel_trees > 1)
+        && !remote_direct;
     let mut summary = RunSummary {
         problems: problems.len(),
         ..RunSummary::default()
