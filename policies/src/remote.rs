@@ -287,6 +287,16 @@ impl Client {
         }
     }
 
+    /// Requests in flight now, over all endpoints.
+    pub fn in_flight(&self) -> usize {
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|s| s.in_flight)
+            .sum()
+    }
+
     /// Records completion tokens reported by a server.
     fn add_tokens(&self, n: u64) {
         // Relaxed: a statistics counter.

@@ -50,7 +50,7 @@ fn remote(a: BenchRemoteArgs) -> Result<()> {
         c.batch.max_batch = if i == 0 { 1 } else { 256 };
         c.batch.max_wait_ms = 2.0;
         c.validate()?;
-        let (models, client) = super::run::models_with_client(&c, &problems)?;
+        let (models, client, _) = super::run::models_with_client(&c, &problems)?;
         let s = super::run::run_problems(&c, &models, &problems, trees, true, |_, _, r| {
             r.map(|_| ()).map_err(anyhow::Error::from)
         })?;

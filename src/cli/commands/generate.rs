@@ -9,8 +9,8 @@ use ponder::engine::extract::{self, SCHEMA_VERSION};
 
 use super::journal::{Entry, JOURNAL, Journal, Status};
 use super::run::{
-    RemoteClient, RunSummary, chain, load_problems, models_with_client, resolve_config,
-    run_problems_with,
+    RemoteClient, RunSummary, cache_counts, chain, load_problems, models_with_client,
+    resolve_config, run_problems_with,
 };
 use crate::cli::args::GenerateArgs;
 use ponder::engine::Problem;
@@ -103,7 +103,7 @@ pub(crate) fn run(args: GenerateArgs, quiet: bool) -> Result<()> {
         .map(|(i, p)| (i as u64, p))
         .filter(|(i, _)| shard.is_none_or(|(k, n)| i % n == k))
         .collect();
-    let (models, client) = models_with_client(&cfg, &all)?;
+    let (models, client, caches) = models_with_client(&cfg, &all)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let mut names = vec!["pairs.jsonl", "prm.jsonl", "sft.jsonl"];
@@ -189,7 +189,7 @@ pub(crate) fn run(args: GenerateArgs, quiet: bool) -> Result<()> {
     let status = move || {
         status_client.as_ref().map_or(String::new(), |c| {
             let s = c.stats();
-            format!(" retries {}", s.retries)
+            format!(" in flight {} retries {}", c.in_flight(), s.retries)
         })
     };
     let summary = run_problems_with(
@@ -249,7 +249,13 @@ pub(crate) fn run(args: GenerateArgs, quiet: bool) -> Result<()> {
             journal.commit(entry)
         },
     )?;
-    let stats = write_stats(&journal, mine.len(), Some(&summary), client)?;
+    let stats = write_stats(
+        &journal,
+        mine.len(),
+        Some(&summary),
+        client,
+        Some(cache_counts(&caches)),
+    )?;
     if !quiet {
         eprintln!(
             "wrote {} pairs, {} PRM paths, {} SFT traces for {} problems to {} ({:.2}s, solve rate {}); \
@@ -286,6 +292,7 @@ pub(crate) fn write_stats(
     problems: usize,
     run: Option<&RunSummary>,
     client: Option<RemoteClient>,
+    critic_cache: Option<(u64, u64)>,
 ) -> Result<serde_json::Value> {
     let latest = journal.latest();
     let ok: Vec<&&Entry> = latest.values().filter(|e| e.status == Status::Ok).collect();
@@ -325,6 +332,10 @@ pub(crate) fn write_stats(
             "batch": s.batch,
         })),
         "remote": client.map(|c| c.stats()),
+        "critic_cache": critic_cache.map(|(hits, misses)| serde_json::json!({
+            "hits": hits,
+            "misses": misses,
+        })),
     });
     let path = journal.dir().join("stats.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&stats)?)

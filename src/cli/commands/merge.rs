@@ -164,7 +164,7 @@ pub(crate) fn run(a: MergeArgs, quiet: bool) -> Result<()> {
         }))?,
     )
     .with_context(|| format!("writing {}", a.out.join("manifest.json").display()))?;
-    let stats = write_stats(&out, problems, None, None)?;
+    let stats = write_stats(&out, problems, None, None, None)?;
     if !quiet {
         eprintln!(
             "merged {} folders into {}: {} problems ({} failed), {} pairs; dropped {} duplicate problems and {} duplicate records",

@@ -136,10 +136,21 @@ pub(crate) fn models(cfg: &FileConfig, problems: &[Problem]) -> Result<Models> {
     Ok(models_with_client(cfg, problems)?.0)
 }
 
-/// [`models`], and the HTTP client of a remote policy (for its counters).
+/// [`models`], the HTTP client of a remote policy and the critics' score caches (for their
+/// counters).
 pub(crate) fn models_with_client(
     cfg: &FileConfig,
     problems: &[Problem],
+) -> Result<(Models, Option<RemoteClient>, Vec<CriticCache>)> {
+    let caches = std::cell::RefCell::new(Vec::new());
+    let (m, c) = build_models(cfg, problems, &caches)?;
+    Ok((m, c, caches.into_inner()))
+}
+
+fn build_models(
+    cfg: &FileConfig,
+    problems: &[Problem],
+    caches: &std::cell::RefCell<Vec<CriticCache>>,
 ) -> Result<(Models, Option<RemoteClient>)> {
     use std::sync::Arc;
     match cfg.policy.kind {
@@ -153,7 +164,12 @@ pub(crate) fn models_with_client(
                 Models {
                     policy: policy.clone(),
                     rollout: None,
-                    critics: critic_panel(&cfg.critics, Backbone::Local(&policy), &cfg.policy)?,
+                    critics: critic_panel(
+                        &cfg.critics,
+                        Backbone::Local(&policy),
+                        &cfg.policy,
+                        caches,
+                    )?,
                     task: Arc::new(ponder::critics::math::MathTask::default()),
                 },
                 None,
@@ -165,7 +181,12 @@ pub(crate) fn models_with_client(
                 Models {
                     policy: Arc::new(policy),
                     rollout: None,
-                    critics: critic_panel(&cfg.critics, Backbone::Remote(&client), &cfg.policy)?,
+                    critics: critic_panel(
+                        &cfg.critics,
+                        Backbone::Remote(&client),
+                        &cfg.policy,
+                        caches,
+                    )?,
                     task: Arc::new(ponder::critics::math::MathTask::default()),
                 },
                 Some(client),
@@ -176,6 +197,17 @@ pub(crate) fn models_with_client(
 
 /// The shared HTTP client of a remote policy.
 pub(crate) type RemoteClient = std::sync::Arc<ponder::policies::remote::Client>;
+
+/// A score cache in front of a model-backed critic.
+pub(crate) type CriticCache = std::sync::Arc<ponder::engine::CachedCritic>;
+
+/// `(hits, misses)` of the critics' score caches, summed.
+pub(crate) fn cache_counts(caches: &[CriticCache]) -> (u64, u64) {
+    caches
+        .iter()
+        .map(|c| c.counts())
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
 
 /// The remote policy of `[policy.remote]` and its client.
 pub(crate) fn remote_policy(
@@ -213,18 +245,22 @@ pub(crate) enum Backbone<'a> {
     Remote(&'a std::sync::Arc<ponder::policies::remote::Client>),
 }
 
-/// The critic trio of an LLM search, from `[critics]` (see [`crate::cli::config::CriticsConfig`]).
-pub(crate) fn critic_panel(
+/// The critic trio of an LLM search, from `[critics]` (see [`crate::cli::config::CriticsConfig`]),
+/// collecting the score caches it puts in front of model-backed critics (for their hit counts).
+fn critic_panel(
     c: &crate::cli::config::CriticsConfig,
     backbone: Backbone<'_>,
     policy_cfg: &crate::cli::config::PolicyConfig,
+    caches: &std::cell::RefCell<Vec<CriticCache>>,
 ) -> Result<ponder::engine::CriticPanel> {
     use ponder::critics::{arith, combine, head, remote, self_eval};
     use ponder::engine::{Critic, CriticKind, ScoreRange};
     use std::sync::Arc;
     // Model-backed critics sit behind a score cache keyed by the path's text.
     let cached = |c: Arc<dyn Critic>| -> Arc<dyn Critic> {
-        Arc::new(ponder::engine::CachedCritic::new(c, 1 << 18))
+        let c = Arc::new(ponder::engine::CachedCritic::new(c, 1 << 18));
+        caches.borrow_mut().push(c.clone());
+        c
     };
     let head_critic = |path: &std::path::Path, want: CriticKind| -> Result<Arc<dyn Critic>> {
         let Backbone::Local(policy) = backbone else {
