@@ -273,6 +273,29 @@ fn generate_writes_every_format_and_never_clobbers() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
     assert_eq!(std::fs::read(out.join("pairs.jsonl")).unwrap(), before);
+    // A run killed after writing its manifest but before its journal: the same command starts
+    // it again (the manifest of these settings is not in the way).
+    for f in [
+        "pairs.jsonl",
+        "prm.jsonl",
+        "sft.jsonl",
+        "trees.jsonl",
+        "stats.json",
+    ] {
+        std::fs::remove_file(out.join(f)).unwrap();
+    }
+    let o = ponder(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // (Four threads per tree: the records differ from the first run's; the count of problems
+    // does not.)
+    assert!(!read("pairs.jsonl").is_empty());
+    assert_eq!(
+        std::fs::read_to_string(out.join("journal.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        16
+    );
 }
 
 #[test]

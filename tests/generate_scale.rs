@@ -59,6 +59,7 @@ fn a_remote_run_with_30_percent_failures_accounts_for_every_problem() {
         hang: Duration::from_millis(800),
         latency: Duration::from_millis(2),
         seed: 3,
+        ..MockConfig::default()
     })
     .unwrap();
     let dir = temp_dir("remote30");

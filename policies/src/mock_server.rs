@@ -30,6 +30,8 @@ pub struct MockConfig {
     pub hang: Duration,
     /// Seed of the failure draws.
     pub seed: u64,
+    /// Answer one choice whatever `n` asks for (as llama.cpp's server and Ollama do).
+    pub ignore_n: bool,
 }
 
 impl Default for MockConfig {
@@ -39,6 +41,7 @@ impl Default for MockConfig {
             fail_rate: 0.0,
             hang: Duration::from_millis(500),
             seed: 1,
+            ignore_n: false,
         }
     }
 }
@@ -151,8 +154,8 @@ fn serve(conn: TcpStream, cfg: &MockConfig, stats: &MockStats, counter: &AtomicU
                 continue;
             }
             Ok(req) => match path.as_str() {
-                "/v1/completions" => complete(&req, false),
-                "/v1/chat/completions" => complete(&req, true),
+                "/v1/completions" => complete(&req, false, cfg.ignore_n),
+                "/v1/chat/completions" => complete(&req, true, cfg.ignore_n),
                 "/v1/score" => score(&req),
                 other => Err(format!("no route {other}")),
             },
@@ -288,7 +291,7 @@ fn judge(prompt: &str) -> Value {
     })
 }
 
-fn complete(req: &Value, chat: bool) -> Result<Value, String> {
+fn complete(req: &Value, chat: bool, ignore_n: bool) -> Result<Value, String> {
     let prompt = if chat {
         let msgs = req
             .get("messages")
@@ -310,11 +313,14 @@ fn complete(req: &Value, chat: bool) -> Result<Value, String> {
     {
         return Ok(judge(&prompt));
     }
-    let n = req
-        .get("n")
-        .and_then(Value::as_u64)
-        .unwrap_or(1)
-        .clamp(1, 256);
+    let n = if ignore_n {
+        1
+    } else {
+        req.get("n")
+            .and_then(Value::as_u64)
+            .unwrap_or(1)
+            .clamp(1, 256)
+    };
     let seed = req.get("seed").and_then(Value::as_u64).unwrap_or(0);
     let greedy = req.get("temperature").and_then(Value::as_f64) == Some(0.0);
     let stops: Vec<String> = match req.get("stop") {

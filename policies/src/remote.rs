@@ -12,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ponder_engine::policy::{Boundary, ExpandRequest, Policy, StepRule};
-use ponder_engine::rng::{Rng, hash_bytes};
+use ponder_engine::rng::{Rng, hash_bytes, mix};
 use ponder_engine::{BoxError, Step};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -617,40 +617,50 @@ impl RemotePolicy {
                 ("/chat/completions", true)
             }
         };
-        let (choices, tokens) = self.client.post(path, &body, |v| {
-            let list = v
-                .get("choices")
-                .and_then(Value::as_array)
-                .ok_or("no `choices` array")?;
-            if list.len() != n as usize {
-                return Err(format!("{} choices for n = {n}", list.len()));
-            }
-            let choices = list
-                .iter()
-                .map(|c| parse_choice(c, chat, stop_len > 0))
-                .collect::<std::result::Result<Vec<_>, String>>()?;
-            let used = v
-                .pointer("/usage/completion_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            Ok((choices, used))
-        })?;
-        self.client.add_tokens(tokens);
+        // Servers that ignore `n` (llama.cpp's server, Ollama) answer with fewer choices: ask
+        // again for the rest, with a seed of their own, until there are `n`.
+        let mut choices: Vec<Choice> = Vec::with_capacity(n as usize);
+        while choices.len() < n as usize {
+            let want = n as usize - choices.len();
+            body["n"] = json!(want);
+            body["seed"] = json!(mix(seed, choices.len() as u64) & 0x7fff_ffff_ffff_ffff);
+            let (got, tokens) = self.client.post(path, &body, |v| {
+                let list = v
+                    .get("choices")
+                    .and_then(Value::as_array)
+                    .ok_or("no `choices` array")?;
+                if list.is_empty() || list.len() > want {
+                    return Err(format!("{} choices for n = {want}", list.len()));
+                }
+                let choices = list
+                    .iter()
+                    .map(|c| parse_choice(c, chat, stop_len > 0))
+                    .collect::<std::result::Result<Vec<_>, String>>()?;
+                let used = v
+                    .pointer("/usage/completion_tokens")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                Ok((choices, used))
+            })?;
+            self.client.add_tokens(tokens);
+            choices.extend(got);
+        }
         Ok(choices)
     }
 
     /// Turns one continuation into a step: applies the step rule to the text (with the stop
     /// string the server left out put back), keeping the log-probabilities of the tokens inside
-    /// the step. Continues a [`Boundary::BlankLineFormula`] step that has no formula yet.
+    /// the step. A stop that does not end a step under the rule — blank lines before any
+    /// content, a [`Boundary::BlankLineFormula`] paragraph without a formula — is generated
+    /// past, up to the token cap.
     fn to_step(&self, req: &ExpandRequest<'_>, prefix: &str, mut c: Choice) -> Result<Step> {
         let max = self.rule.max_tokens as usize;
-        // A formula-less paragraph is not a step yet: ask for the next one, up to the cap.
-        if !req.to_end && self.rule.boundary == Boundary::BlankLineFormula {
+        if let (false, Some(stop)) = (req.to_end, self.stops(false).first().copied()) {
             while c.stopped
                 && c.tokens.len() < max
-                && self.rule.cut(&format!("{}\n\n", c.text)).is_none()
+                && self.rule.cut(&format!("{}{stop}", c.text)).is_none()
             {
-                let sofar = format!("{prefix}{}\n\n", c.text);
+                let sofar = format!("{prefix}{}{stop}", c.text);
                 let more = self
                     .sample(&Ask {
                         prompt: req.path.prompt(),
@@ -663,9 +673,9 @@ impl RemotePolicy {
                     })?
                     .pop()
                     .unwrap_or_default();
-                c.text.push_str("\n\n");
+                c.text.push_str(stop);
                 c.text.push_str(&more.text);
-                c.tokens.push(("\n\n".into(), 0.0));
+                c.tokens.push((stop.into(), 0.0));
                 c.tokens.extend(more.tokens);
                 c.stopped = more.stopped;
                 c.eos = more.eos;

@@ -84,6 +84,21 @@ fn steps_follow_the_rule_and_carry_priors() {
     let s = &expand(&p, &t, n, 1, true)[0];
     assert!(s.finished && s.text.contains("The answer is"), "{s:?}");
     assert_eq!(s.text.lines().count(), 3, "{s:?}");
+    // A server that ignores `n` is asked again until there are k samples, each seeded apart.
+    let lazy = MockServer::start(MockConfig {
+        ignore_n: true,
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let (t, n) = tree(&[]);
+    let steps = expand(&policy(&config(vec![lazy.url()])), &t, n, 5, false);
+    assert_eq!(steps.len(), 5);
+    assert_eq!(
+        lazy.stats()
+            .served
+            .load(std::sync::atomic::Ordering::Relaxed),
+        5
+    );
     // The chat API gives the same kind of steps.
     let mut cfg = config(vec![server.url()]);
     cfg.api = Api::Chat;

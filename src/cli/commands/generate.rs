@@ -127,34 +127,43 @@ pub(crate) fn run(args: GenerateArgs, quiet: bool) -> Result<()> {
     let manifest_path = args.out.join("manifest.json");
     let journal_path = args.out.join(JOURNAL);
     let resume = !args.force && journal_path.exists();
-    if resume {
-        let old: serde_json::Value = serde_json::from_slice(
+    let read_manifest = || -> Result<serde_json::Value> {
+        serde_json::from_slice(
             &std::fs::read(&manifest_path)
                 .with_context(|| format!("reading {}", manifest_path.display()))?,
         )
-        .with_context(|| format!("{}: not valid JSON", manifest_path.display()))?;
-        if fingerprint(&old) != fingerprint(&manifest) {
+        .with_context(|| format!("{}: not valid JSON", manifest_path.display()))
+    };
+    if resume {
+        if fingerprint(&read_manifest()?) != fingerprint(&manifest) {
             bail!(
                 "{} holds a run with different settings (config, input, shard, task or policy); \
                  resume it with the same flags, use another --out, or start over with --force",
                 args.out.display()
             );
         }
-    } else if !args.force
-        && let Some(existing) = names
+    } else if !args.force {
+        // Refuse before creating anything, so a refused run leaves no empty files behind. A
+        // manifest of these very settings with no data (a run killed before its journal
+        // existed) is not in the way.
+        let ours = manifest_path.exists()
+            && read_manifest().is_ok_and(|m| fingerprint(&m) == fingerprint(&manifest));
+        let blocking = names
             .iter()
-            .chain(["manifest.json", "stats.json"].iter())
+            .chain(["stats.json"].iter())
             .map(|n| args.out.join(n))
             .find(|p| p.exists())
-    {
-        // Refuse before creating anything, so a refused run leaves no empty files behind.
-        bail!("{} exists (use --force to replace it)", existing.display());
+            .or_else(|| (manifest_path.exists() && !ours).then(|| manifest_path.clone()));
+        if let Some(existing) = blocking {
+            bail!("{} exists (use --force to replace it)", existing.display());
+        }
     }
-    let mut journal = Journal::open(&args.out, &names, !resume, args.fsync)?;
     if !resume {
+        // The manifest first: a journal never exists without the manifest it belongs to.
         std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest)?)
             .with_context(|| format!("writing {}", manifest_path.display()))?;
     }
+    let mut journal = Journal::open(&args.out, &names, !resume, args.fsync)?;
     let done: std::collections::HashSet<String> = journal
         .latest()
         .into_iter()
