@@ -87,3 +87,59 @@ fn iterate_writes_rounds_and_resumes() {
     assert!(out.join("round-2/eval.json").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn train_critics_gives_the_next_round_heads_over_its_own_backbone() {
+    let dir = temp_dir("critics");
+    let model = tiny_model(&dir, 17);
+    let out = dir.join("run");
+    let o = ponder(&[
+        "iterate",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--rounds",
+        "1",
+        "--level",
+        "1",
+        "--train-size",
+        "4",
+        "--test-size",
+        "2",
+        "--simulations",
+        "6",
+        "--eval-simulations",
+        "2",
+        "--sc-n",
+        "2",
+        "--max-step-tokens",
+        "4",
+        "--train-critics",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let heads = out.join("round-1/critics");
+    if heads.join("value-report.json").exists() {
+        // Trained over the policy the next round searches with.
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(heads.join("value-report.json")).unwrap(),
+        )
+        .unwrap();
+        let next = if out.join("round-1/model/dpo-report.json").exists() {
+            out.join("round-1/model")
+        } else {
+            model.clone()
+        };
+        assert_eq!(
+            report["backbone_path"].as_str().unwrap(),
+            next.to_str().unwrap(),
+            "{report}"
+        );
+        assert!(out.join("round-1/eval.json").exists());
+    } else {
+        // A tiny random model may find too few labelled paths to train on: then it says so.
+        assert!(err.contains("critic heads not trained"), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

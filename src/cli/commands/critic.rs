@@ -139,12 +139,12 @@ pub(crate) fn train(a: TrainCriticArgs, quiet: bool) -> Result<()> {
         by_index[i] = Some(f);
     }
     let encode_s = start.elapsed().as_secs_f64();
-    let backbone = a
+    let backbone_path = a
         .model
         .clone()
         .unwrap_or_else(ponder::policies::models::default_model_path);
-    let backbone = backbone.file_name().map_or_else(
-        || backbone.display().to_string(),
+    let backbone = backbone_path.file_name().map_or_else(
+        || backbone_path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
@@ -179,6 +179,7 @@ pub(crate) fn train(a: TrainCriticArgs, quiet: bool) -> Result<()> {
             "kind": file_stem(kind),
             "data": a.data,
             "backbone": backbone,
+            "backbone_path": backbone_path,
             "examples": examples.len(),
             "encode_secs": encode_s,
             "train_secs": train_s,

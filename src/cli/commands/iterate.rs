@@ -83,17 +83,14 @@ struct GenStats {
     secs: f64,
 }
 
-fn base_cfg(model: &Path, a: &IterateArgs) -> FileConfig {
+/// The search settings of a round: its policy `model`, and the critic heads in `heads` (the
+/// round's `critics/` folder) when `--train-critics` made them.
+fn base_cfg(model: &Path, heads: &Path, a: &IterateArgs) -> FileConfig {
     let mut cfg = FileConfig::default();
     cfg.policy.kind = PolicyKind::Llm;
     cfg.policy.model = Some(model.to_path_buf());
-    // Heads trained on the previous round's trees, when `--train-critics` made them (a folder
-    // next to the model: `critics/`).
-    let heads = model.parent().map(|p| p.join("critics"));
-    if a.train_critics
-        && let Some(h) = heads.filter(|h| h.join("value.safetensors").exists())
-    {
-        cfg.critics.weights = Some(h);
+    if a.train_critics && heads.join("value.safetensors").exists() {
+        cfg.critics.weights = Some(heads.to_path_buf());
     }
     cfg.policy.step.max_tokens = a.max_step_tokens;
     cfg.search.seed = a.seed;
@@ -111,15 +108,15 @@ fn accuracy(cfg: &FileConfig, problems: &[Problem], trees: u32) -> Result<(f64, 
     Ok((s.accuracy().unwrap_or(0.0), s.stats.tokens))
 }
 
-fn evaluate(model: &Path, test: &[Problem], a: &IterateArgs) -> Result<Eval> {
+fn evaluate(model: &Path, heads: &Path, test: &[Problem], a: &IterateArgs) -> Result<Eval> {
     let start = Instant::now();
-    let mut cfg = base_cfg(model, a);
+    let mut cfg = base_cfg(model, heads, a);
     cfg.search.algorithm = Algorithm::Greedy;
     let (greedy_acc, t1) = accuracy(&cfg, test, a.parallel_trees)?;
-    let mut cfg = base_cfg(model, a);
+    let mut cfg = base_cfg(model, heads, a);
     cfg.search.budget.simulations = a.eval_simulations;
     let (mcts_acc, t2) = accuracy(&cfg, test, a.parallel_trees)?;
-    let mut cfg = base_cfg(model, a);
+    let mut cfg = base_cfg(model, heads, a);
     cfg.search.algorithm = Algorithm::SelfConsistency;
     cfg.search.baseline.n = a.sc_n;
     let (sc_acc, t3) = accuracy(&cfg, test, a.parallel_trees)?;
@@ -198,10 +195,16 @@ fn trajectory_pair(rep: &SearchReport) -> Option<PairRecord> {
     })
 }
 
-fn generate(model: &Path, train: &[Problem], dir: &Path, a: &IterateArgs) -> Result<GenStats> {
+fn generate(
+    model: &Path,
+    heads: &Path,
+    train: &[Problem],
+    dir: &Path,
+    a: &IterateArgs,
+) -> Result<GenStats> {
     let start = Instant::now();
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut cfg = base_cfg(model, a);
+    let mut cfg = base_cfg(model, heads, a);
     cfg.search.budget.simulations = a.simulations;
     // Training problems have gold answers: terminals earn ±1 for right/wrong (MCTS-DPO), so
     // the Q values the pairs come from reflect correctness. Evaluation never does this.
@@ -464,7 +467,7 @@ pub(crate) fn run(a: IterateArgs, quiet: bool) -> Result<()> {
                     model.display(),
                     test.len()
                 ));
-                let e = evaluate(&model, &test, &a)?;
+                let e = evaluate(&model, &dir.join("critics"), &test, &a)?;
                 write_json(&dir.join("eval.json"), &e)?;
                 e
             }
@@ -495,7 +498,7 @@ pub(crate) fn run(a: IterateArgs, quiet: bool) -> Result<()> {
                         "round {r}: searching {} training problems",
                         train.len()
                     ));
-                    generate(&model, &train, &gen_dir, &a)?
+                    generate(&model, &dir.join("critics"), &train, &gen_dir, &a)?
                 }
             };
             if let Some(prev) = rows.last()
@@ -519,34 +522,6 @@ pub(crate) fn run(a: IterateArgs, quiet: bool) -> Result<()> {
             row.exploit_auroc = Some(g.auroc);
             row.gen_secs = Some(g.secs);
             let next = a.out.join(format!("round-{}", r + 1));
-            if a.train_critics && !next.join("critics/value-report.json").exists() {
-                say(format!(
-                    "round {r}: training critic heads on the round's trees"
-                ));
-                let trained = super::critic::train(
-                    crate::cli::args::TrainCriticArgs {
-                        kind: vec![HeadKind::Value, HeadKind::Prm, HeadKind::Orm],
-                        data: vec![gen_dir.join("prm.jsonl")],
-                        out: next.join("critics"),
-                        model: Some(model.clone()),
-                        hidden: 128,
-                        epochs: 200,
-                        lr: 1e-3,
-                        val_share: 0.2,
-                        seed: a.seed,
-                    },
-                    quiet,
-                );
-                if let Err(e) = trained {
-                    let m = format!(
-                        "round {r}: critic heads not trained ({e:#}); searching without them"
-                    );
-                    tracing::warn!("{m}");
-                    if !quiet {
-                        eprintln!("warning: {m}");
-                    }
-                }
-            }
             let (file, count) = match a.pairs {
                 PairLevel::Step => ("pairs.jsonl", g.pairs),
                 PairLevel::Trajectory => ("trajectory_pairs.jsonl", g.trajectory_pairs),
@@ -578,6 +553,41 @@ pub(crate) fn run(a: IterateArgs, quiet: bool) -> Result<()> {
                 row.dpo_secs = Some(start.elapsed().as_secs_f64());
                 row.dpo_loss_after = Some(rep.after.loss);
                 row.dpo_margin_after = Some(rep.after.margin);
+            }
+            // Heads for the next round, trained on this round's trees over the next round's
+            // backbone (the policy they will score with).
+            if a.train_critics && !next.join("critics/value-report.json").exists() {
+                let backbone = if out.join("dpo-report.json").exists() {
+                    out.clone()
+                } else {
+                    model.clone()
+                };
+                say(format!(
+                    "round {r}: training critic heads on the round's trees"
+                ));
+                let trained = super::critic::train(
+                    crate::cli::args::TrainCriticArgs {
+                        kind: vec![HeadKind::Value, HeadKind::Prm, HeadKind::Orm],
+                        data: vec![gen_dir.join("prm.jsonl")],
+                        out: next.join("critics"),
+                        model: Some(backbone),
+                        hidden: 128,
+                        epochs: 200,
+                        lr: 1e-3,
+                        val_share: 0.2,
+                        seed: a.seed,
+                    },
+                    quiet,
+                );
+                if let Err(e) = trained {
+                    let m = format!(
+                        "round {r}: critic heads not trained ({e:#}); searching without them"
+                    );
+                    tracing::warn!("{m}");
+                    if !quiet {
+                        eprintln!("warning: {m}");
+                    }
+                }
             }
         }
         rows.push(row);
