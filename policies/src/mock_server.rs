@@ -243,11 +243,7 @@ fn next_line(problem: &Arithmetic, values: &[i64], rng: &mut Rng, right: bool) -
     let Some(op) = problem.ops.get(values.len()) else {
         return (format!("The answer is {x}."), true);
     };
-    let (c, a) = match *op {
-        Op::Add(a) => ('+', a),
-        Op::Sub(a) => ('-', a),
-        Op::Mul(a) => ('*', a),
-    };
+    let (c, a) = op.symbol_and_arg();
     let y = op.apply(x);
     let y = if right {
         y
@@ -260,12 +256,7 @@ fn next_line(problem: &Arithmetic, values: &[i64], rng: &mut Rng, right: bool) -
 /// Whether a synthetic step line's claim is right (`None` when the text has no claim).
 fn claim_right(line: &str) -> Option<bool> {
     let (x, op, a, y) = ponder_engine::testing::synthetic::parse_line(line)?;
-    let want = match op {
-        '+' => x + a,
-        '-' => x - a,
-        _ => x * a,
-    };
-    Some(want == y)
+    Some(Op::from_symbol(op, a)?.apply(x) == y)
 }
 
 /// A one-token judge reply to ponder's self-evaluation prompt: `B` (correct) or `A`, with top

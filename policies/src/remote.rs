@@ -806,7 +806,11 @@ impl Policy for RemotePolicy {
         &self,
         requests: &[ExpandRequest<'_>],
     ) -> std::result::Result<Vec<Vec<Step>>, BoxError> {
-        // Siblings (same tree, same prefix) next to each other, then the longest prefixes first.
+        if let [one] = requests {
+            // A worker's own request (the default, unbatched path): no threads needed.
+            return Ok(vec![self.expand(one)?]);
+        }
+        // Requests of the same tree and prefix next to each other (ordered by tree, then text).
         let keys: Vec<(u32, String)> = requests
             .iter()
             .map(|r| (r.path.tree().id().0, r.path.text()))

@@ -36,11 +36,22 @@ impl Op {
         }
     }
 
-    fn symbol_and_arg(self) -> (char, i64) {
+    /// The operator as written in a step line (`+`, `-`, `*`) and its argument.
+    pub fn symbol_and_arg(self) -> (char, i64) {
         match self {
             Op::Add(a) => ('+', a),
             Op::Sub(a) => ('-', a),
             Op::Mul(a) => ('*', a),
+        }
+    }
+
+    /// The operation written as `symbol_and_arg` gives it; `None` for another symbol.
+    pub fn from_symbol(symbol: char, a: i64) -> Option<Op> {
+        match symbol {
+            '+' => Some(Op::Add(a)),
+            '-' => Some(Op::Sub(a)),
+            '*' => Some(Op::Mul(a)),
+            _ => None,
         }
     }
 
