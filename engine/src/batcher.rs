@@ -104,6 +104,8 @@ pub(crate) struct ExpandSpec {
     pub(crate) seed: u64,
     pub(crate) to_end: bool,
     pub(crate) greedy: bool,
+    /// Per-candidate token cap from the search's token budget.
+    pub(crate) max_tokens: Option<u32>,
 }
 
 struct PolicyJob {
@@ -409,6 +411,7 @@ fn expand_request<'a>(tree: &'a Tree, s: &ExpandSpec) -> ExpandRequest<'a> {
         seed: s.seed,
         to_end: s.to_end,
         greedy: s.greedy,
+        max_tokens: s.max_tokens,
     }
 }
 
@@ -443,6 +446,18 @@ fn call_policy(policy: &dyn Policy, requests: &[ExpandRequest<'_>]) -> Result<Ve
                     "request {i} asked for {} steps and got {}",
                     r.k,
                     steps.len()
+                ),
+            });
+        }
+        // The token budget is only as hard as this check.
+        if let Some(max) = r.max_tokens
+            && let Some(s) = steps.iter().find(|s| s.n_tokens > max)
+        {
+            return Err(Error::PolicyContract {
+                name: policy.name().into(),
+                message: format!(
+                    "request {i} allowed {max} tokens per candidate and a step has {}",
+                    s.n_tokens
                 ),
             });
         }
@@ -493,6 +508,17 @@ impl<'m> Evaluator<'m> {
         self.batcher
     }
 
+    /// The main policy, or the rollout policy.
+    pub(crate) fn policy(&self, rollout: bool) -> Result<&'m Arc<dyn Policy>> {
+        if rollout {
+            self.models.rollout.as_ref().ok_or_else(|| {
+                Error::config("scoring.rollouts", "fast rollouts need a rollout policy")
+            })
+        } else {
+            Ok(&self.models.policy)
+        }
+    }
+
     /// Runs expansions with the main policy (or the rollout policy).
     pub(crate) fn propose(
         &self,
@@ -500,13 +526,7 @@ impl<'m> Evaluator<'m> {
         specs: Vec<ExpandSpec>,
         rollout: bool,
     ) -> Result<Vec<Vec<Step>>> {
-        let policy = if rollout {
-            self.models.rollout.as_ref().ok_or_else(|| {
-                Error::config("scoring.rollouts", "fast rollouts need a rollout policy")
-            })?
-        } else {
-            &self.models.policy
-        };
+        let policy = self.policy(rollout)?;
         match self.batcher {
             None => {
                 let requests: Vec<ExpandRequest<'_>> =

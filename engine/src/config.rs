@@ -345,6 +345,10 @@ pub struct BaselineConfig {
     pub beam_width: u32,
     /// Candidates per beam per depth.
     pub beam_k: u32,
+    /// Best-of-N and self-consistency under a token budget (`budget.max_tokens`): keep sampling
+    /// waves of `n` until the budget is spent, instead of one wave (how `ponder eval` runs
+    /// them, so every method spends the same tokens).
+    pub fill_budget: bool,
 }
 
 impl Default for BaselineConfig {
@@ -353,6 +357,7 @@ impl Default for BaselineConfig {
             n: 8,
             beam_width: 4,
             beam_k: 4,
+            fill_budget: false,
         }
     }
 }

@@ -20,6 +20,11 @@ pub struct ExpandRequest<'a> {
     pub to_end: bool,
     /// Decode greedily (temperature 0) instead of sampling.
     pub greedy: bool,
+    /// A hard cap on the tokens generated for each candidate, set when the search has a token
+    /// budget (`budget.max_tokens`): the policy stops a candidate there and returns it as it is
+    /// (unfinished unless it finished). A step longer than this is a contract violation. `None`:
+    /// only the policy's own caps apply.
+    pub max_tokens: Option<u32>,
 }
 
 /// A language model (or a test double) that proposes next reasoning steps.
@@ -36,6 +41,15 @@ pub trait Policy: Send + Sync {
     /// # Errors
     /// Whatever the model reports (I/O, HTTP, out of memory); the search stops with it.
     fn propose(&self, requests: &[ExpandRequest<'_>]) -> Result<Vec<Vec<Step>>, BoxError>;
+
+    /// The most tokens one candidate can take (one step, or a whole solution when `to_end`) under
+    /// the policy's own caps. The search reserves this much per candidate against its token
+    /// budget (and gives back what is not used), so a known cap lets several requests of one
+    /// tree run at once near the end of a budget. The default, `None`, means unknown: a request
+    /// may then be given the whole remaining budget.
+    fn max_step_tokens(&self, _to_end: bool) -> Option<u32> {
+        None
+    }
 
     /// Called when a tree is finished, so per-path state keyed by [`crate::PathKey`] (KV blocks,
     /// hidden states) can be dropped. The default keeps nothing and does nothing.

@@ -654,7 +654,7 @@ impl RemotePolicy {
     /// content, a [`Boundary::BlankLineFormula`] paragraph without a formula — is generated
     /// past, up to the token cap.
     fn to_step(&self, req: &ExpandRequest<'_>, prefix: &str, mut c: Choice) -> Result<Step> {
-        let max = self.rule.max_tokens as usize;
+        let max = self.rule.max_tokens.min(req.max_tokens.unwrap_or(u32::MAX)) as usize;
         if let (false, Some(stop)) = (req.to_end, self.stops(false).first().copied()) {
             while c.stopped
                 && c.tokens.len() < max
@@ -710,6 +710,10 @@ impl RemotePolicy {
             // No token information: about four characters a token.
             n_tokens = (len as u32).div_ceil(4).max(1);
         }
+        if let Some(cap) = req.max_tokens {
+            // The server was asked for at most `cap` tokens (an estimate above it is wrong).
+            n_tokens = n_tokens.min(cap);
+        }
         Ok(Step {
             text,
             tokens: None,
@@ -726,11 +730,11 @@ impl RemotePolicy {
             return Ok(Vec::new());
         }
         let prefix = req.path.text();
-        let max = if req.to_end {
-            self.client.config().max_solution_tokens
-        } else {
-            self.rule.max_tokens
-        };
+        let max = self
+            .max_step_tokens(req.to_end)
+            .unwrap_or(u32::MAX)
+            .min(req.max_tokens.unwrap_or(u32::MAX))
+            .max(1);
         let choices = self.sample(&Ask {
             prompt: req.path.prompt(),
             prefix: &prefix,
@@ -847,5 +851,13 @@ impl Policy for RemotePolicy {
             out.push(r?);
         }
         Ok(out)
+    }
+
+    fn max_step_tokens(&self, to_end: bool) -> Option<u32> {
+        Some(if to_end {
+            self.client.config().max_solution_tokens
+        } else {
+            self.rule.max_tokens
+        })
     }
 }

@@ -367,6 +367,16 @@ impl LlamaPolicy {
         }
     }
 
+    /// The most tokens one candidate may take: the step rule's cap, eight times that for a
+    /// whole solution.
+    fn step_cap(&self, to_end: bool) -> u32 {
+        if to_end {
+            self.rule.max_tokens.saturating_mul(8)
+        } else {
+            self.rule.max_tokens
+        }
+    }
+
     /// Samples every request's `k` candidate steps after its prefix, decoding all candidates
     /// of all requests together as one batch: prefixes of different lengths (from one tree or
     /// many) are padded on the left and masked. Candidate `j` of a request draws from its own
@@ -390,12 +400,10 @@ impl LlamaPolicy {
         let mut rows: Vec<Vec<f32>> = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
             let req = job.req;
-            let cap = if req.to_end {
-                self.rule.max_tokens.saturating_mul(8)
-            } else {
-                self.rule.max_tokens
-            }
-            .max(1) as usize;
+            let cap = self
+                .step_cap(req.to_end)
+                .min(req.max_tokens.unwrap_or(u32::MAX))
+                .max(1) as usize;
             for j in 0..req.k as usize {
                 cands.push(Cand {
                     job: i,
@@ -595,6 +603,10 @@ impl Policy for LlamaPolicy {
             rest = &rest[n..];
         }
         Ok(out)
+    }
+
+    fn max_step_tokens(&self, to_end: bool) -> Option<u32> {
+        Some(self.step_cap(to_end))
     }
 
     fn release(&self, tree: TreeId) {

@@ -144,6 +144,7 @@ fn requests_of_different_trees_decode_together_with_the_same_steps() {
             seed,
             to_end: false,
             greedy: false,
+            max_tokens: None,
         }
     }
     let together = p

@@ -58,6 +58,7 @@ fn expand(p: &RemotePolicy, t: &Tree, node: NodeId, k: u32, to_end: bool) -> Vec
         seed: 11,
         to_end,
         greedy: false,
+        max_tokens: None,
     };
     p.propose(&[req]).unwrap().pop().unwrap()
 }
@@ -128,6 +129,7 @@ fn injected_failures_are_retried_until_every_request_succeeds() {
             seed: i,
             to_end: false,
             greedy: false,
+            max_tokens: None,
         })
         .collect();
     let out = p.propose(&reqs).unwrap();
@@ -173,6 +175,7 @@ fn client_errors_fail_at_once_and_endless_garbage_gives_up_cleanly() {
         seed: 1,
         to_end: false,
         greedy: false,
+        max_tokens: None,
     };
     let e = p.propose(&[req]).unwrap_err().to_string();
     assert!(e.contains("gave up after 6 attempts"), "{e}");
@@ -206,6 +209,7 @@ fn load_is_spread_and_a_dead_endpoint_is_routed_around() {
             seed: i,
             to_end: false,
             greedy: false,
+            max_tokens: None,
         })
         .collect();
     assert_eq!(p.propose(&reqs).unwrap().len(), 40);

@@ -239,6 +239,7 @@ fn greedy_step_on_the_real_model() {
             seed: 0,
             to_end: false,
             greedy: true,
+            max_tokens: None,
         }])
         .unwrap();
     let s = &steps[0][0];

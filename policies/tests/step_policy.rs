@@ -84,6 +84,7 @@ fn proposals_keep_the_contract_and_repeat_with_the_seed() {
         seed,
         to_end: false,
         greedy: false,
+        max_tokens: None,
     };
     let a = p.propose(&[req(1), req(2)]).unwrap();
     assert_eq!(a.len(), 2);
@@ -168,6 +169,7 @@ fn a_search_reuses_prefixes_and_release_forgets_the_tree() {
         seed: 0,
         to_end: false,
         greedy: true,
+        max_tokens: None,
     }])
     .unwrap();
     assert!(p.cache_stats().computed > before.computed);
@@ -182,6 +184,7 @@ fn cached_and_recomputed_prefixes_agree_and_eviction_bounds_the_cache() {
         seed: 11,
         to_end: false,
         greedy: true,
+        max_tokens: None,
     };
     let warm = policy(rule(5), 64);
     let first = warm.propose(&[req]).unwrap();
@@ -223,6 +226,7 @@ fn a_byte_budget_evicts_by_memory_and_changes_no_step() {
             seed: 3,
             to_end: false,
             greedy: true,
+            max_tokens: None,
         }
     }
     let roomy = policy(rule(5), 1000);

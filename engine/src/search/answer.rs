@@ -104,15 +104,18 @@ fn complete(ctx: &Ctx<'_>, node: NodeId, local: &mut SearchStats) -> Result<Opti
         seed: super::expand_seed(ctx.tree, node, u32::MAX - 1),
         to_end: true,
         greedy: true,
+        max_tokens: None,
     };
-    let step = ctx
-        .eval
-        .propose(ctx.tree, vec![spec], false)?
+    let Some(mut out) = ctx.propose(vec![spec], false, local)? else {
+        // No tokens left in the budget to finish the path.
+        ctx.tree.unreserve(node, 1);
+        return Ok(None);
+    };
+    let step = out
         .pop()
         .and_then(|mut v| v.pop())
         .expect("contract checked: k = 1");
     local.policy_requests += 1;
-    ctx.add_tokens(local, &step);
     Ok(create_children(ctx, node, vec![step], true, false, local)?.pop())
 }
 

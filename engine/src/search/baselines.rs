@@ -8,6 +8,7 @@
 use super::{Ctx, SearchStats, create_children, expand_seed, must_finish, reserve_more};
 use crate::batcher::ExpandSpec;
 use crate::error::Result;
+use crate::rng::mix;
 use crate::tree::{NodeId, Tree};
 
 fn back_up_terminals(tree: &Tree) {
@@ -33,16 +34,13 @@ pub(super) fn greedy(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
             seed: expand_seed(tree, node, 0),
             to_end,
             greedy: true,
+            max_tokens: None,
         };
-        let steps = ctx
-            .eval
-            .propose(ctx.tree, vec![spec], false)?
-            .pop()
-            .expect("one answer");
+        let Some(mut out) = ctx.propose(vec![spec], false, local)? else {
+            break;
+        };
+        let steps = out.pop().expect("one answer");
         local.policy_requests += 1;
-        for s in &steps {
-            ctx.add_tokens(local, s);
-        }
         reserve_more(tree, node, 1)?;
         node = create_children(ctx, node, steps, to_end, false, local)?
             .pop()
@@ -54,31 +52,63 @@ pub(super) fn greedy(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
 }
 
 /// `baseline.n` complete solutions sampled from the root in one request (best-of-N and
-/// self-consistency differ only in how the answer is chosen).
+/// self-consistency differ only in how the answer is chosen). With `baseline.fill_budget` and a
+/// token budget, waves of up to `n` samples follow until the budget is spent; the last wave is
+/// sized by the mean length of the samples so far, so few samples are cut off unfinished.
 pub(super) fn sample_n(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
     let tree = &**ctx.tree;
-    let spec = ExpandSpec {
-        node: NodeId::ROOT,
-        k: ctx.cfg.baseline.n,
-        seed: expand_seed(tree, NodeId::ROOT, 0),
-        to_end: true,
-        greedy: false,
-    };
-    let steps = ctx
-        .eval
-        .propose(ctx.tree, vec![spec], false)?
-        .pop()
-        .expect("one answer");
-    local.policy_requests += 1;
-    for s in &steps {
-        ctx.add_tokens(local, s);
+    let n = ctx.cfg.baseline.n;
+    let fill = ctx.cfg.baseline.fill_budget && ctx.cfg.budget.max_tokens.is_some();
+    // Waves share the root's child block, sized once for all of them.
+    let block = if fill { n.max(FILL_BLOCK) } else { n };
+    let mut samples = 0u64;
+    for wave in 0u32.. {
+        let mut k = n;
+        if let (true, Some(left)) = (samples > 0, ctx.tokens_left()) {
+            let mean = (local.tokens / samples).max(1);
+            k = k.min(u32::try_from(left / mean).unwrap_or(u32::MAX)).max(1);
+        }
+        let free = tree.block_cap(NodeId::ROOT).max(block) - tree.reserved(NodeId::ROOT);
+        k = k.min(free);
+        if k == 0 {
+            break;
+        }
+        let spec = ExpandSpec {
+            node: NodeId::ROOT,
+            k,
+            seed: if wave == 0 {
+                expand_seed(tree, NodeId::ROOT, 0)
+            } else {
+                mix(expand_seed(tree, NodeId::ROOT, 0), u64::from(wave))
+            },
+            to_end: true,
+            greedy: false,
+            max_tokens: None,
+        };
+        let Some(mut out) = ctx.propose(vec![spec], false, local)? else {
+            break;
+        };
+        let steps = out.pop().expect("one answer");
+        local.policy_requests += 1;
+        samples += steps.len() as u64;
+        if tree
+            .reserve(NodeId::ROOT, steps.len() as u32, u32::MAX, block, false)?
+            .is_none()
+        {
+            break;
+        }
+        create_children(ctx, NodeId::ROOT, steps, true, false, local)?;
+        local.expansions += 1;
+        if !fill || ctx.shared.stopped() {
+            break;
+        }
     }
-    reserve_more(tree, NodeId::ROOT, steps.len() as u32)?;
-    create_children(ctx, NodeId::ROOT, steps, true, false, local)?;
-    local.expansions += 1;
     back_up_terminals(tree);
     Ok(())
 }
+
+/// Root child slots for sampling until a budget is spent (the most samples one tree keeps).
+const FILL_BLOCK: u32 = 1024;
 
 /// The aggregated PRM score of the path to `n` (the leaf score without a PRM).
 fn beam_key(ctx: &Ctx<'_>, n: NodeId) -> f32 {
@@ -110,15 +140,17 @@ pub(super) fn beam(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
                 seed: expand_seed(tree, n, 0),
                 to_end: must_finish(tree, ctx.cfg, n),
                 greedy: false,
+                max_tokens: None,
             })
             .collect();
-        let outs = ctx.eval.propose(ctx.tree, specs, false)?;
+        let Some(outs) = ctx.propose(specs, false, local)? else {
+            break;
+        };
         local.policy_requests += beams.len() as u64;
         let mut open = Vec::new();
         for (&parent, steps) in beams.iter().zip(outs) {
             let mut kept: Vec<crate::types::Step> = Vec::with_capacity(steps.len());
             for s in steps {
-                ctx.add_tokens(local, &s);
                 if ctx.cfg.expansion.merge.dedup && kept.iter().any(|k| k.text == s.text) {
                     local.duplicates += 1;
                 } else {

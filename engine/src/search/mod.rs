@@ -30,6 +30,7 @@ use crate::batcher::{Evaluator, ExpandSpec};
 use crate::config::{Algorithm, BackupRule, ExpansionMode, SearchConfig};
 use crate::critic::{CriticKind, PrmAggregate};
 use crate::error::{Error, Result};
+use crate::policy::Policy;
 use crate::rng::{hash_bytes, mix};
 use crate::tree::{Eval, NodeData, NodeId, PathRef, Tree, TreeId};
 use crate::types::{Problem, Step};
@@ -259,6 +260,62 @@ impl Shared {
         StopReason::from_code(self.stop.load(Ordering::Relaxed))
     }
 
+    /// Reserves per-candidate token caps for `specs` out of a budget of `max` generated tokens
+    /// and writes them into the specs; returns the tokens reserved, or `None` if not even one
+    /// token per candidate is left.
+    fn reserve(&self, max: u64, specs: &mut [ExpandSpec], policy: &dyn Policy) -> Option<u64> {
+        let caps: Vec<u64> = specs
+            .iter()
+            .map(|s| {
+                policy
+                    .max_step_tokens(s.to_end)
+                    .map_or(u64::from(u32::MAX), u64::from)
+            })
+            .collect();
+        let ks: u64 = specs.iter().map(|s| u64::from(s.k)).sum();
+        if ks == 0 {
+            return Some(0);
+        }
+        let want = specs
+            .iter()
+            .zip(&caps)
+            .fold(0u64, |a, (s, &c)| a.saturating_add(u64::from(s.k) * c));
+        // Relaxed: a budget counter (no data is published through it).
+        let mut cur = self.tokens.load(Ordering::Relaxed);
+        loop {
+            let left = max.saturating_sub(cur);
+            let share = left / ks;
+            if share == 0 {
+                return None;
+            }
+            let limits: Vec<u64> = if want <= left {
+                caps.clone()
+            } else {
+                caps.iter().map(|&c| c.min(share)).collect()
+            };
+            let need: u64 = specs
+                .iter()
+                .zip(&limits)
+                .map(|(s, &l)| u64::from(s.k) * l)
+                .sum();
+            // Relaxed: see above; the CAS only makes reservations add up.
+            match self.tokens.compare_exchange_weak(
+                cur,
+                cur + need,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    for (s, l) in specs.iter_mut().zip(limits) {
+                        s.max_tokens = Some(l.min(u64::from(u32::MAX)) as u32);
+                    }
+                    return Some(need);
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+
     fn fail(&self, e: Error) {
         let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
@@ -278,17 +335,62 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Counts a step's generated tokens against the budget, and its reused ones.
-    fn add_tokens(&self, local: &mut SearchStats, step: &Step) {
-        let n = u64::from(step.n_tokens);
-        local.tokens_reused += u64::from(step.reused_tokens);
-        local.tokens += n;
-        if let Some(max) = self.cfg.budget.max_tokens {
-            // Relaxed: a budget counter.
-            if self.shared.tokens.fetch_add(n, Ordering::Relaxed) + n >= max {
-                self.shared.stop(StopReason::Tokens);
+    /// Asks the policy (or the rollout policy) for `specs` within the token budget and counts
+    /// the tokens generated and reused. `None`: the budget is spent (the search is stopped).
+    ///
+    /// With `budget.max_tokens`, each request gets a hard per-candidate cap: the policy's own
+    /// cap ([`crate::Policy::max_step_tokens`]) while the budget covers every candidate, else an
+    /// even share of what is left. The caps are reserved before the call and what the steps did
+    /// not use is given back after it, so the generated tokens of a search never pass its budget,
+    /// whatever the number of threads (the policy contract check rejects a longer step).
+    fn propose(
+        &self,
+        mut specs: Vec<ExpandSpec>,
+        rollout: bool,
+        local: &mut SearchStats,
+    ) -> Result<Option<Vec<Vec<Step>>>> {
+        let reserved = match self.cfg.budget.max_tokens {
+            None => 0,
+            Some(max) => {
+                let policy = self.eval.policy(rollout)?;
+                match self.shared.reserve(max, &mut specs, &**policy) {
+                    Some(r) => r,
+                    None => {
+                        self.shared.stop(StopReason::Tokens);
+                        return Ok(None);
+                    }
+                }
             }
+        };
+        let out = self.eval.propose(self.tree, specs, rollout);
+        let used: u64 = out.as_ref().map_or(0, |o| {
+            o.iter()
+                .flatten()
+                .map(|s| u64::from(s.n_tokens))
+                .sum::<u64>()
+        });
+        if reserved > 0 {
+            // Relaxed: a budget counter; the contract check keeps `used <= reserved`.
+            self.shared
+                .tokens
+                .fetch_sub(reserved - used.min(reserved), Ordering::Relaxed);
         }
+        let out = out?;
+        local.tokens += used;
+        local.tokens_reused += out
+            .iter()
+            .flatten()
+            .map(|s| u64::from(s.reused_tokens))
+            .sum::<u64>();
+        Ok(Some(out))
+    }
+
+    /// Generated tokens the search may still spend (`None` without a token budget).
+    fn tokens_left(&self) -> Option<u64> {
+        self.cfg.budget.max_tokens.map(|max| {
+            // Relaxed: a budget counter.
+            max.saturating_sub(self.shared.tokens.load(Ordering::Relaxed))
+        })
     }
 
     fn wall_exceeded(&self) -> bool {
@@ -506,6 +608,11 @@ fn simulate(
                 return Err(e);
             }
         };
+        if created.is_empty() && ctx.shared.stopped() {
+            // The budget ran out during this expansion: end without a backup.
+            abort_path(tree, path);
+            return Ok(Sim::Stopped);
+        }
         let next = if created.is_empty() {
             match scan.best {
                 Some(c) => c,
@@ -621,8 +728,11 @@ fn expand_one(
             seed: mix(seed, u64::from(attempt)),
             to_end,
             greedy: cfg.expansion.greedy_first_child && slot == 0 && attempt == 0,
+            max_tokens: None,
         };
-        let mut out = ctx.eval.propose(ctx.tree, vec![spec], false)?;
+        let Some(mut out) = ctx.propose(vec![spec], false, local)? else {
+            break;
+        };
         local.policy_requests += 1;
         if attempt > 0 {
             local.resamples += 1;
@@ -631,7 +741,6 @@ fn expand_one(
             .pop()
             .and_then(|mut v| v.pop())
             .expect("contract checked: k = 1");
-        ctx.add_tokens(local, &step);
         let d = sibling_distance(tree, cfg, node, &step.text, &[]);
         let good = d > 0 && (merge.edit_distance == 0 || d >= merge.edit_distance || step.finished);
         if best.as_ref().is_none_or(|(_, bd)| d > *bd) {
@@ -641,7 +750,11 @@ fn expand_one(
             break;
         }
     }
-    let (step, d) = best.expect("at least one attempt");
+    let Some((step, d)) = best else {
+        // The token budget ran out before the first attempt: the search is stopping.
+        tree.unreserve(node, 1);
+        return Ok(Vec::new());
+    };
     if d == 0 && merge.dedup {
         local.duplicates += 1;
         // Order: freeze before giving the slot back, so no thread sees a free slot on a node
@@ -682,16 +795,17 @@ fn expand_full(
         seed: expand_seed(tree, node, 0),
         to_end,
         greedy: false,
+        max_tokens: None,
     };
-    let steps = ctx
-        .eval
-        .propose(ctx.tree, vec![spec], false)?
-        .pop()
-        .expect("contract checked: one answer per request");
+    let Some(mut out) = ctx.propose(vec![spec], false, local)? else {
+        // The token budget ran out: the search is stopping; the slots are not needed.
+        tree.unreserve(node, k);
+        return Ok(Vec::new());
+    };
+    let steps = out.pop().expect("contract checked: one answer per request");
     local.policy_requests += 1;
     let mut kept: Vec<Step> = Vec::with_capacity(steps.len());
     for step in steps {
-        ctx.add_tokens(local, &step);
         let texts: Vec<&str> = kept.iter().map(|s| s.text.as_str()).collect();
         let d = sibling_distance(tree, cfg, node, &step.text, &texts);
         let dup = (d == 0 && cfg.expansion.merge.dedup)
@@ -964,14 +1078,16 @@ fn rollouts(
             seed: mix(expand_seed(tree, i, u32::MAX), 0x5EED),
             to_end: true,
             greedy: false,
+            max_tokens: None,
         })
         .collect();
-    let completions = ctx.eval.propose(ctx.tree, specs, true)?;
+    let Some(completions) = ctx.propose(specs, true, local)? else {
+        return Ok(None);
+    };
     local.rollout_requests += open.len() as u64;
     let mut paths = Vec::with_capacity(open.len() * n as usize);
     for (&i, steps) in open.iter().zip(completions) {
         for s in steps {
-            ctx.add_tokens(local, &s);
             paths.push((i, Some(s)));
         }
     }

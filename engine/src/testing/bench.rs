@@ -31,12 +31,16 @@ impl Policy for NullPolicy {
                 (0..r.k)
                     .map(|j| Step {
                         logprob: -((mix(r.seed, u64::from(j)) >> 40) as f32 / (1u64 << 24) as f32),
-                        n_tokens: 1,
+                        n_tokens: u32::from(r.max_tokens != Some(0)),
                         ..Step::default()
                     })
                     .collect()
             })
             .collect())
+    }
+
+    fn max_step_tokens(&self, _to_end: bool) -> Option<u32> {
+        Some(1)
     }
 }
 

@@ -49,6 +49,9 @@ impl Policy for SlowPolicy {
         self.latency.pay(requests.len());
         self.inner.propose(requests)
     }
+    fn max_step_tokens(&self, to_end: bool) -> Option<u32> {
+        self.inner.max_step_tokens(to_end)
+    }
     fn release(&self, tree: TreeId) {
         self.inner.release(tree);
     }

@@ -304,9 +304,15 @@ impl ScriptedPolicy {
                 break;
             }
         }
-        let n_tokens = (text.len() / 3).max(1) as u32;
+        let mut n_tokens = (text.len() / 3).max(1) as u32;
+        if let Some(max) = req.max_tokens.filter(|&m| n_tokens > m) {
+            // Cut at the budget like a real decoder: three bytes a token, unfinished.
+            text.truncate(3 * max as usize);
+            logprob *= f64::from(max) / f64::from(n_tokens);
+            n_tokens = max;
+        }
         Step {
-            finished: text.contains("The answer is"),
+            finished: text.ends_with('\n') && text.contains("The answer is"),
             text,
             tokens: None,
             logprob: logprob as f32,
@@ -333,6 +339,11 @@ impl Policy for ScriptedPolicy {
                     .collect())
             })
             .collect()
+    }
+
+    fn max_step_tokens(&self, to_end: bool) -> Option<u32> {
+        // A step is one line of at most ~45 bytes; a solution at most one line per operation.
+        Some(if to_end { 512 } else { 32 })
     }
 }
 
