@@ -1,7 +1,8 @@
 //! # ponder
 //!
 //! Monte Carlo tree search over reasoning steps for language models. This facade re-exports the
-//! workspace crates: [`engine`] (traits, tree, search, batching, extraction), [`policies`] and
+//! workspace crates: [`engine`] (traits, tree, search, batching, extraction), [`eval`] (methods
+//! side by side at equal generated tokens), [`policies`] and
 //! [`critics`].
 //!
 //! The README's library example, kept compiling here:
@@ -23,4 +24,5 @@
 
 pub use ponder_critics as critics;
 pub use ponder_engine as engine;
+pub use ponder_eval as eval;
 pub use ponder_policies as policies;

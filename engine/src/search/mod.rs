@@ -94,7 +94,7 @@ impl std::ops::AddAssign for SearchStats {
 }
 
 /// Why a search stopped.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
     /// The simulation budget was spent (or the baseline finished).
