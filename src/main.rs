@@ -22,7 +22,9 @@ fn main() {
     let filter = EnvFilter::try_from_env("PONDER_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: logs piped to files stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cli.global.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -37,6 +39,7 @@ fn run(cli: Cli) -> Result<()> {
     let quiet = cli.global.quiet;
     match cli.command {
         Command::Search(a) => cli::commands::search::run(a, quiet),
+        Command::Eval(a) => cli::commands::eval::run(a, quiet),
         Command::Generate(a) => cli::commands::generate::run(a, quiet),
         Command::Bench(c) => cli::commands::bench::run(c),
         Command::CheckConfig(a) => cli::commands::check_config::run(a),

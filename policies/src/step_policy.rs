@@ -431,6 +431,12 @@ impl LlamaPolicy {
             let mut inputs = Vec::with_capacity(live.len());
             for (&ci, row) in live.iter().zip(&rows) {
                 let c = &mut cands[ci];
+                if c.done {
+                    // A row that finished earlier and is still in the batch: its step is
+                    // complete and takes no more tokens (only its cache row moves along).
+                    inputs.push(vec![c.tokens.last().copied().unwrap_or(0)]);
+                    continue;
+                }
                 let next = pick(row, &self.sampling, c.greedy, &mut c.rng);
                 c.logprob += f64::from(log_softmax_at(row, next));
                 if Some(next as u32) == eos {

@@ -238,3 +238,43 @@ fn a_byte_budget_evicts_by_memory_and_changes_no_step() {
     assert_eq!(core(&a), core(&b));
     assert!(tight.cache_stats().evicted > 0, "{:?}", tight.cache_stats());
 }
+
+#[test]
+fn rows_that_finish_early_take_no_more_tokens() {
+    // One batch: a request capped at 2 tokens (a token budget) beside one that may run to 12. The capped rows finish first and stay in the batch while the others
+    // decode; they must not grow past their cap, and each candidate must be what it is alone.
+    let p = policy(rule(12), 64);
+    let t = tree();
+    let req = |seed, k, max_tokens| ExpandRequest {
+        path: PathRef::new(&t, NodeId::ROOT),
+        k,
+        seed,
+        to_end: false,
+        greedy: false,
+        max_tokens,
+    };
+    // One capped row of nine: too few finished rows for the batch to drop them at once.
+    let both = p.propose(&[req(1, 1, Some(2)), req(2, 8, None)]).unwrap();
+    for s in &both[0] {
+        assert!(
+            s.n_tokens <= 2,
+            "capped candidate has {} tokens",
+            s.n_tokens
+        );
+        assert_eq!(s.tokens.as_ref().map(Vec::len), Some(s.n_tokens as usize));
+    }
+    let alone = p.propose(&[req(1, 1, Some(2))]).unwrap();
+    assert_eq!(
+        core(&both[..1])
+            .concat()
+            .iter()
+            .map(|c| (&c.0, &c.1))
+            .collect::<Vec<_>>(),
+        core(&alone)
+            .concat()
+            .iter()
+            .map(|c| (&c.0, &c.1))
+            .collect::<Vec<_>>()
+    );
+    assert!(both[1].iter().all(|s| s.n_tokens <= 12));
+}

@@ -56,6 +56,11 @@ pub(crate) enum Command {
     /// Search one problem (or each problem of a dataset) and print the answer and statistics.
     #[command(after_help = POLICY_NOTE)]
     Search(SearchArgs),
+    /// Compare methods (greedy, best-of-n, self-consistency, beam, MCTS presets, config files)
+    /// at equal generated tokens per problem: accuracy with 95% intervals, paired tests against
+    /// the best sampling baseline, a table and a plot; resumable.
+    #[command(after_help = POLICY_NOTE)]
+    Eval(EvalArgs),
     /// Search a dataset and write preference pairs, PRM data and SFT traces as JSONL.
     #[command(after_help = POLICY_NOTE)]
     Generate(GenerateArgs),
@@ -545,6 +550,47 @@ pub(crate) struct SearchArgs {
     /// Print one JSON object per problem instead of text.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// `ponder eval`.
+#[derive(Debug, Args)]
+pub(crate) struct EvalArgs {
+    #[command(flatten)]
+    pub(crate) problems: ProblemArgs,
+    /// Generate this many grade-school word problems (of --level, from --split) instead of
+    /// reading a dataset.
+    #[arg(long, value_name = "N", conflicts_with_all = ["dataset", "synthetic"])]
+    pub(crate) word: Option<usize>,
+    /// The split of the generated word problems.
+    #[arg(long, value_enum, default_value_t = SplitArg::Dev)]
+    pub(crate) split: SplitArg,
+    /// Only the first N problems of the input.
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<usize>,
+    #[command(flatten)]
+    pub(crate) flags: SearchFlags,
+    /// Methods to compare: greedy, best-of-n, self-consistency, beam, mcts:alphallm,
+    /// mcts:mcts-dpo, or a config file's search settings as NAME=FILE.toml (or FILE.toml).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "greedy,self-consistency,best-of-n,mcts:alphallm"
+    )]
+    pub(crate) methods: Vec<String>,
+    /// Generated tokens per problem: each method runs at each budget, stopped there.
+    #[arg(long, value_delimiter = ',', default_value = "256,512,1024")]
+    pub(crate) budgets: Vec<u64>,
+    /// Seeds (each method runs once per seed).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub(crate) seeds: Vec<u64>,
+    /// Output folder: records.jsonl, manifest.json, summary.csv, comparisons.csv, table.md,
+    /// plot.svg. A rerun resumes; new methods, budgets or seeds are added.
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub(crate) out: PathBuf,
+    /// Only rebuild the tables and the plot from the folder's records (for example while a run
+    /// is going on elsewhere).
+    #[arg(long)]
+    pub(crate) report_only: bool,
 }
 
 /// `ponder generate`.

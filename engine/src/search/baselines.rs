@@ -53,8 +53,10 @@ pub(super) fn greedy(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
 
 /// `baseline.n` complete solutions sampled from the root in one request (best-of-N and
 /// self-consistency differ only in how the answer is chosen). With `baseline.fill_budget` and a
-/// token budget, waves of up to `n` samples follow until the budget is spent; the last wave is
-/// sized by the mean length of the samples so far, so few samples are cut off unfinished.
+/// token budget, waves of up to `n` samples follow until the budget is spent: each wave holds as
+/// many samples as the tokens left pay for at the mean sample length so far (at first, the
+/// policy's cap on a solution), and sampling ends when less than half a sample is left, so few
+/// samples are cut off unfinished.
 pub(super) fn sample_n(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
     let tree = &**ctx.tree;
     let n = ctx.cfg.baseline.n;
@@ -64,9 +66,24 @@ pub(super) fn sample_n(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
     let mut samples = 0u64;
     for wave in 0u32.. {
         let mut k = n;
-        if let (true, Some(left)) = (samples > 0, ctx.tokens_left()) {
-            let mean = (local.tokens / samples).max(1);
-            k = k.min(u32::try_from(left / mean).unwrap_or(u32::MAX)).max(1);
+        if let (true, Some(left)) = (fill, ctx.tokens_left()) {
+            // Size the wave by what a sample costs: the mean so far, or at first the policy's
+            // cap on a whole solution, so that samples are not cut into useless pieces.
+            let per = if samples > 0 {
+                (local.tokens / samples).max(1)
+            } else {
+                ctx.eval
+                    .policy(false)?
+                    .max_step_tokens(true)
+                    .map_or(1, u64::from)
+                    .max(1)
+            };
+            if samples > 0 && left < per / 2 {
+                // Less than half a typical sample left: another one would be cut off.
+                ctx.shared.stop(super::StopReason::Tokens);
+                break;
+            }
+            k = k.min(u32::try_from(left / per).unwrap_or(u32::MAX)).max(1);
         }
         let free = tree.block_cap(NodeId::ROOT).max(block) - tree.reserved(NodeId::ROOT);
         k = k.min(free);

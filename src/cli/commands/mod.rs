@@ -5,6 +5,7 @@ pub(crate) mod bench;
 pub(crate) mod check_config;
 pub(crate) mod critic;
 pub(crate) mod dpo;
+pub(crate) mod eval;
 pub(crate) mod generate;
 pub(crate) mod iterate;
 pub(crate) mod journal;
