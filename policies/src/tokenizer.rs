@@ -173,12 +173,15 @@ fn tok_err(e: impl std::fmt::Display) -> Error {
 impl Tokenizer {
     /// Builds the tokenizer a GGUF file describes. Supported: `tokenizer.ggml.model = "gpt2"`
     /// (byte-level BPE) with pre-tokenizers `smollm` (digits split one by one, then GPT-2's
-    /// regex), `gpt2` and `default`.
+    /// regex), `gpt2`, `default`, `qwen2` (Qwen2/2.5's split regex, single digits) and
+    /// `llama-bpe` (Llama 3's, digits in threes).
     ///
     /// # Errors
     /// [`Error::MissingMetadata`] for missing vocabulary or merges; [`Error::Tokenizer`] for an
     /// unsupported model or pre-tokenizer.
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+        const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
         let missing = |key: &str| Error::MissingMetadata {
             path: g.path().to_path_buf(),
             key: key.into(),
@@ -198,13 +201,24 @@ impl Tokenizer {
             .and_then(Value::as_str)
             .unwrap_or("default");
         let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+        // Split on a family's regex, then map bytes (as the families' tokenizer.json files do).
+        let split = |regex: &str| {
+            json!({"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false},
+                {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false}]})
+        };
         let pre_tokenizer = match pre {
             "smollm" => json!({"type": "Sequence", "pretokenizers": [
                 {"type": "Digits", "individual_digits": true}, byte_level]}),
             "gpt2" | "default" => byte_level,
+            // Qwen2 / Qwen2.5: single digits.
+            "qwen2" => split(QWEN2_REGEX),
+            // Llama 3: digits in groups of up to three.
+            "llama-bpe" | "llama3" => split(LLAMA3_REGEX),
             other => {
                 return Err(Error::Tokenizer(format!(
-                    "{}: pre-tokenizer `{other}` is not supported yet (smollm, gpt2, default)",
+                    "{}: pre-tokenizer `{other}` is not supported yet (smollm, gpt2, default, \
+                     qwen2, llama-bpe)",
                     g.path().display()
                 )));
             }

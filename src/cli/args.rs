@@ -497,8 +497,9 @@ pub(crate) struct SearchFlags {
     /// Which policy proposes steps (default: the LLM).
     #[arg(long, value_enum)]
     pub(crate) policy: Option<PolicyKind>,
-    /// A GGUF model file (default: the installed SmolLM2-135M-Instruct).
-    #[arg(long, value_name = "FILE")]
+    /// A GGUF model file or HF folder, or an installed model by name: smollm2-135m (the
+    /// default) or qwen2.5-0.5b (`scripts/setup.sh --model qwen2.5-0.5b`).
+    #[arg(long, value_name = "FILE|NAME")]
     pub(crate) model: Option<PathBuf>,
     /// Burn backend for the model (wgpu needs a build with `--features wgpu`).
     #[arg(long, value_enum)]
@@ -667,8 +668,9 @@ pub(crate) struct BenchRemoteArgs {
 /// `ponder bench policy`.
 #[derive(Debug, Args)]
 pub(crate) struct BenchPolicyArgs {
-    /// A GGUF model file (default: the installed SmolLM2-135M-Instruct).
-    #[arg(long, value_name = "FILE")]
+    /// A GGUF model file or HF folder, or an installed model by name: smollm2-135m (the
+    /// default) or qwen2.5-0.5b (`scripts/setup.sh --model qwen2.5-0.5b`).
+    #[arg(long, value_name = "FILE|NAME")]
     pub(crate) model: Option<PathBuf>,
     /// Burn backend (wgpu needs a build with `--features wgpu`).
     #[arg(long, value_enum, default_value_t = BackendKind::Flex)]

@@ -69,14 +69,14 @@ pub(super) fn sample_n(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
         if let (true, Some(left)) = (fill, ctx.tokens_left()) {
             // Size the wave by what a sample costs: the mean so far, or at first the policy's
             // cap on a whole solution, so that samples are not cut into useless pieces.
-            let per = if samples > 0 {
-                (local.tokens / samples).max(1)
-            } else {
-                ctx.eval
+            let per = match local.tokens.checked_div(samples) {
+                Some(mean) => mean.max(1),
+                None => ctx
+                    .eval
                     .policy(false)?
                     .max_step_tokens(true)
                     .map_or(1, u64::from)
-                    .max(1)
+                    .max(1),
             };
             if samples > 0 && left < per / 2 {
                 // Less than half a typical sample left: another one would be cut off.

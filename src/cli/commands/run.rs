@@ -370,12 +370,12 @@ pub(crate) fn load_llm(cfg: &FileConfig) -> Result<ponder::policies::step_policy
     let path = cfg
         .policy
         .model
-        .clone()
-        .unwrap_or_else(models::default_model_path);
+        .as_deref()
+        .map_or_else(models::default_model_path, models::resolve);
     if !path.exists() {
         bail!(
-            "model {} not found: run scripts/setup.sh to install the default model, pass --model FILE.gguf, \
-             or use --policy synthetic",
+            "model {} not found: run scripts/setup.sh to install the default model (add --model \
+             qwen2.5-0.5b for the second one), pass --model FILE.gguf, or use --policy synthetic",
             path.display()
         );
     }
