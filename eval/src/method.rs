@@ -90,7 +90,9 @@ impl Method {
         c.seed = self.search.seed.wrapping_add(seed);
         c.baseline.fill_budget = true;
         if c.algorithm == Algorithm::Mcts {
-            let sims = u32::try_from(budget.saturating_mul(4)).unwrap_or(u32::MAX).max(1);
+            let sims = u32::try_from(budget.saturating_mul(4))
+                .unwrap_or(u32::MAX)
+                .max(1);
             c.budget.simulations = sims;
         }
         // Several workers only help a tree search; baselines are sequential within a tree.

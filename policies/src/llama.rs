@@ -199,9 +199,7 @@ impl LlamaConfig {
                 })
         };
         let f = |k: &str, default: f64| -> f32 {
-            g.get(&key(k))
-                .and_then(|v| v.as_f64())
-                .unwrap_or(default) as f32
+            g.get(&key(k)).and_then(|v| v.as_f64()).unwrap_or(default) as f32
         };
         let vocab = match g.get(&key("vocab_size")).and_then(|v| v.as_u64()) {
             Some(v) => v as usize,
