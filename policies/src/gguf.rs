@@ -7,7 +7,10 @@
 //! offset and what was being read, never a panic, and no allocation is sized by an unchecked
 //! count.
 //!
-//! Supported tensor types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K.
+//! Supported tensor types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K,
+//! Q6_K, Q8_K, IQ4_NL, with the type numbers and block layouts of ggml (`ggml-common.h`). Any
+//! other type (Q8_1, the IQ1/IQ2/IQ3 grids, IQ4_XS, TQ1_0/TQ2_0, MXFP4, ...) parses, but reading
+//! its data is an [`Error::Tensor`] naming the tensor and the type number.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -111,25 +114,51 @@ pub enum GgmlType {
     Q4_0,
     /// Blocks of 32: f16 scale, f16 min + 16 bytes of 4-bit values.
     Q4_1,
+    /// Blocks of 32: f16 scale, 32 high bits (a little-endian `u32`) + 16 bytes of low nibbles;
+    /// 5-bit values offset 16.
+    Q5_0,
+    /// Blocks of 32: f16 scale, f16 min, 32 high bits + 16 bytes of low nibbles.
+    Q5_1,
+    /// Super-blocks of 256: 16 bytes of 4-bit sub-scales and mins, 64 bytes of 2-bit values, f16
+    /// scale, f16 min.
+    Q2K,
+    /// Super-blocks of 256: 32 bytes of high-bit masks, 64 bytes of 2-bit low values, 12 bytes of
+    /// 6-bit sub-scales, f16 scale.
+    Q3K,
     /// Super-blocks of 256: f16 scale and min, 12 bytes of 6-bit sub-scales/mins, 128 bytes of
     /// 4-bit values.
     Q4K,
+    /// Super-blocks of 256: f16 scale and min, 12 bytes of 6-bit sub-scales/mins, 32 bytes of
+    /// high bits, 128 bytes of low nibbles.
+    Q5K,
     /// Super-blocks of 256: 128 bytes low nibbles, 64 bytes high 2 bits, 16 × i8 scales, f16 scale.
     Q6K,
+    /// Super-blocks of 256: f32 scale, 256 × i8, 16 × i16 block sums (unused here).
+    Q8K,
+    /// Blocks of 32: f16 scale + 16 bytes of 4-bit indices into a fixed non-linear table.
+    Iq4Nl,
     /// Any other type (not supported for reading).
     Other(u32),
 }
 
 impl GgmlType {
-    fn from_u32(t: u32) -> Self {
+    /// The type of ggml type number `t` (as a GGUF tensor info stores it).
+    pub fn from_u32(t: u32) -> Self {
         match t {
             0 => GgmlType::F32,
             1 => GgmlType::F16,
             2 => GgmlType::Q4_0,
             3 => GgmlType::Q4_1,
+            6 => GgmlType::Q5_0,
+            7 => GgmlType::Q5_1,
             8 => GgmlType::Q8_0,
+            10 => GgmlType::Q2K,
+            11 => GgmlType::Q3K,
             12 => GgmlType::Q4K,
+            13 => GgmlType::Q5K,
             14 => GgmlType::Q6K,
+            15 => GgmlType::Q8K,
+            20 => GgmlType::Iq4Nl,
             30 => GgmlType::Bf16,
             other => GgmlType::Other(other),
         }
@@ -143,8 +172,15 @@ impl GgmlType {
             GgmlType::Q8_0 => (32, 34),
             GgmlType::Q4_0 => (32, 18),
             GgmlType::Q4_1 => (32, 20),
+            GgmlType::Q5_0 => (32, 22),
+            GgmlType::Q5_1 => (32, 24),
+            GgmlType::Q2K => (256, 84),
+            GgmlType::Q3K => (256, 110),
             GgmlType::Q4K => (256, 144),
+            GgmlType::Q5K => (256, 176),
             GgmlType::Q6K => (256, 210),
+            GgmlType::Q8K => (256, 292),
+            GgmlType::Iq4Nl => (32, 18),
             GgmlType::Other(_) => return None,
         })
     }
@@ -502,7 +538,37 @@ fn q4k_scale_min(j: usize, s: &[u8]) -> (u8, u8) {
     }
 }
 
+/// The 6-bit signed sub-scale `i` (of 16) of a Q3_K super-block: low 4 bits from the first 8
+/// bytes, high 2 bits from the last 4, offset 32.
+fn q3k_scale(i: usize, s: &[u8]) -> i8 {
+    let low = (s[i % 8] >> (4 * (i / 8))) & 0x0f;
+    let high = (s[8 + i % 4] >> (2 * (i / 4))) & 3;
+    (low | (high << 4)) as i8 - 32
+}
+
+/// The 32 unsigned 5-bit values of a Q5_0/Q5_1 block: element `j` < 16 is the low nibble of
+/// `qs[j]`, element `j + 16` its high nibble, and bit `j` of the little-endian `qh` is element
+/// `j`'s fifth bit.
+fn q5_values(qh: &[u8], qs: &[u8]) -> [u8; 32] {
+    let h = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+    let bit = |j: usize| (((h >> j) & 1) as u8) << 4;
+    let mut q = [0u8; 32];
+    for (j, &x) in qs.iter().take(16).enumerate() {
+        q[j] = (x & 0x0f) | bit(j);
+        q[j + 16] = (x >> 4) | bit(j + 16);
+    }
+    q
+}
+
+/// The IQ4_NL code book: a 4-bit index selects one of these, times the block scale.
+const IQ4_NL_VALUES: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
+
 /// Dequantises `n` elements of type `ty` from `raw` (whose length matches).
+///
+/// The arithmetic is ggml's, in `f32` and in the same order (no fused multiply-add), so the
+/// result is bit for bit what `ggml`'s `dequantize_row_*` and the `gguf` Python package give.
 pub fn dequantize(ty: GgmlType, raw: &[u8], n: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(n);
     match ty {
@@ -538,6 +604,70 @@ pub fn dequantize(ty: GgmlType, raw: &[u8], n: usize) -> Vec<f32> {
                 out.extend(q.iter().map(|&x| d * f32::from(x >> 4) + m));
             }
         }
+        GgmlType::Q5_0 => {
+            for b in raw.chunks_exact(22) {
+                let d = f16_to_f32(le16(b, 0));
+                let q = q5_values(&b[2..6], &b[6..]);
+                out.extend(q.iter().map(|&x| d * (f32::from(x) - 16.0)));
+            }
+        }
+        GgmlType::Q5_1 => {
+            for b in raw.chunks_exact(24) {
+                let d = f16_to_f32(le16(b, 0));
+                let m = f16_to_f32(le16(b, 2));
+                let q = q5_values(&b[4..8], &b[8..]);
+                out.extend(q.iter().map(|&x| d * f32::from(x) + m));
+            }
+        }
+        GgmlType::Iq4Nl => {
+            for b in raw.chunks_exact(18) {
+                let d = f16_to_f32(le16(b, 0));
+                let q = &b[2..];
+                let v = |i: u8| d * f32::from(IQ4_NL_VALUES[usize::from(i)]);
+                out.extend(q.iter().map(|&x| v(x & 0x0f)));
+                out.extend(q.iter().map(|&x| v(x >> 4)));
+            }
+        }
+        GgmlType::Q2K => {
+            for b in raw.chunks_exact(84) {
+                let (scales, qs) = (&b[..16], &b[16..80]);
+                let d = f16_to_f32(le16(b, 80));
+                let dmin = f16_to_f32(le16(b, 82));
+                // Each 32 bytes of `qs` hold 128 elements: 2-bit field `shift` of byte `l` is
+                // element `32 * shift + l`; sub-block (16 elements) `i` has scale and min
+                // `scales[i]` (low and high nibble).
+                for (half, q) in qs.chunks_exact(32).enumerate() {
+                    for shift in 0..4 {
+                        for (l, &x) in q.iter().enumerate() {
+                            let sc = scales[8 * half + 2 * shift + l / 16];
+                            let dl = d * f32::from(sc & 0x0f);
+                            let ml = dmin * f32::from(sc >> 4);
+                            out.push(dl * f32::from((x >> (2 * shift)) & 3) - ml);
+                        }
+                    }
+                }
+            }
+        }
+        GgmlType::Q3K => {
+            for b in raw.chunks_exact(110) {
+                let (hmask, qs, scales) = (&b[..32], &b[32..96], &b[96..108]);
+                let d = f16_to_f32(le16(b, 108));
+                let dl: [f32; 16] = std::array::from_fn(|i| d * f32::from(q3k_scale(i, scales)));
+                // As Q2_K for the low 2 bits; bit `e / 32` of `hmask[e % 32]` is element `e`'s
+                // high bit, and a clear high bit means 4 is subtracted.
+                for (half, q) in qs.chunks_exact(32).enumerate() {
+                    for shift in 0..4 {
+                        let e0 = 128 * half + 32 * shift;
+                        for (l, (&x, &h)) in q.iter().zip(hmask).enumerate() {
+                            let e = e0 + l;
+                            let low = ((x >> (2 * shift)) & 3) as i8;
+                            let v = low - 4 * i8::from((h >> (e / 32)) & 1 == 0);
+                            out.push(dl[e / 16] * f32::from(v));
+                        }
+                    }
+                }
+            }
+        }
         GgmlType::Q4K => {
             for b in raw.chunks_exact(144) {
                 let d = f16_to_f32(le16(b, 0));
@@ -553,6 +683,31 @@ pub fn dequantize(ty: GgmlType, raw: &[u8], n: usize) -> Vec<f32> {
                     out.extend(q.iter().map(|&x| d1 * f32::from(x & 0x0f) - min1));
                     out.extend(q.iter().map(|&x| d2 * f32::from(x >> 4) - min2));
                 }
+            }
+        }
+        GgmlType::Q5K => {
+            for b in raw.chunks_exact(176) {
+                let d = f16_to_f32(le16(b, 0));
+                let dmin = f16_to_f32(le16(b, 2));
+                let (scales, qh, qs) = (&b[4..16], &b[16..48], &b[48..]);
+                // As Q4_K, plus a fifth bit: bit `e / 32` of `qh[e % 32]` for element `e`.
+                for (j, q) in qs.chunks_exact(32).enumerate() {
+                    for (k, nibble) in [(0usize, 0u32), (1, 4)] {
+                        let (sc, m) = q4k_scale_min(2 * j + k, scales);
+                        let (dl, ml) = (d * f32::from(sc), dmin * f32::from(m));
+                        let hbit = 2 * j + k;
+                        out.extend(q.iter().zip(qh).map(|(&x, &h)| {
+                            let v = ((x >> nibble) & 0x0f) | (((h >> hbit) & 1) << 4);
+                            dl * f32::from(v) - ml
+                        }));
+                    }
+                }
+            }
+        }
+        GgmlType::Q8K => {
+            for b in raw.chunks_exact(292) {
+                let d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                out.extend(b[4..260].iter().map(|&q| d * f32::from(q as i8)));
             }
         }
         GgmlType::Q6K => {
