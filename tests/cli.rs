@@ -7,7 +7,11 @@ use std::process::{Command, Output};
 /// policy: these tests exercise the CLI on the synthetic task; `llm_*` tests use the real model.
 fn ponder(args: &[&str]) -> Output {
     let mut args: Vec<&str> = args.to_vec();
-    if matches!(args.first(), Some(&"search") | Some(&"generate")) && !args.contains(&"--policy") {
+    if matches!(
+        args.first(),
+        Some(&"search") | Some(&"generate") | Some(&"eval")
+    ) && !args.contains(&"--policy")
+    {
         args.insert(1, "--policy");
         args.insert(2, "synthetic");
     }
@@ -488,6 +492,7 @@ fn help_is_golden() {
         &["--help"][..],
         &["search", "--help"],
         &["generate", "--help"],
+        &["eval", "--help"],
         &["bench", "tree", "--help"],
     ] {
         let o = ponder(cmd);
@@ -503,4 +508,94 @@ fn help_is_golden() {
         golden == text,
         "`ponder --help` changed; if intended, rerun with PONDER_BLESS=1 and commit fixtures/help.txt"
     );
+}
+
+#[test]
+fn eval_compares_methods_at_equal_tokens_and_resumes() {
+    let dir = temp_dir("eval");
+    let out = dir.join("run");
+    let cfg = dir.join("wide.toml");
+    std::fs::write(
+        &cfg,
+        "preset = \"alphallm\"\n[search]\nanswer = \"weighted_vote\"\n[search.expansion]\ndescend_to_terminal = true\n",
+    )
+    .unwrap();
+    let method_file = format!("vote={}", cfg.display());
+    let args = [
+        "eval",
+        "--synthetic",
+        "12",
+        "--level",
+        "3",
+        "--methods",
+        &format!("greedy,self-consistency,best-of-n,mcts:alphallm,{method_file}"),
+        "--budgets",
+        "48,160",
+        "--seeds",
+        "0,1",
+        "--parallel-trees",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = ponder(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("| vote |") && text.contains("McNemar"),
+        "{text}"
+    );
+    let records = std::fs::read_to_string(out.join("records.jsonl")).unwrap();
+    assert_eq!(records.lines().count(), 12 * 5 * 2 * 2);
+    for line in records.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            r["tokens"].as_u64().unwrap() <= r["budget"].as_u64().unwrap(),
+            "{line}"
+        );
+    }
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert_eq!(summary.lines().count(), 1 + 5 * 2, "{summary}");
+    assert!(
+        std::fs::read_to_string(out.join("plot.svg"))
+            .unwrap()
+            .contains("<polyline")
+    );
+    // A rerun resumes and runs nothing; --report-only rebuilds the tables.
+    let again = ponder(&args);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(
+        std::fs::read_to_string(out.join("records.jsonl")).unwrap(),
+        records
+    );
+    let rep = ponder(&["eval", "--report-only", "--out", out.to_str().unwrap()]);
+    assert!(rep.status.success(), "{}", stderr(&rep));
+    assert!(stdout(&rep).contains("| greedy |"));
+    // Bad input is named.
+    let bad = ponder(&[
+        "eval",
+        "--synthetic",
+        "2",
+        "--methods",
+        "mcts",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("unknown method `mcts`"),
+        "{}",
+        stderr(&bad)
+    );
+    let bad = ponder(&[
+        "eval",
+        "--synthetic",
+        "2",
+        "--budgets",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(stderr(&bad).contains("budgets"), "{}", stderr(&bad));
+    let _ = std::fs::remove_dir_all(&dir);
 }

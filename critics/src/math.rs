@@ -164,19 +164,59 @@ pub fn extract_answer(text: &str) -> Option<String> {
 }
 
 /// Grade-school math word problems for an instruct model: the prompt asks for short steps, one
-/// per line, and a final `The answer is N.`
+/// per line, and a final `The answer is N.`; optionally worked examples come first (few-shot).
 #[derive(Clone, Debug)]
 pub struct MathTask {
     instruction: String,
+    examples: Vec<(String, String)>,
 }
+
+/// The default instruction.
+pub const DEFAULT_INSTRUCTION: &str =
+    "Solve the problem step by step, one short step per line. End with \"The answer is N.\"";
+
+/// Worked examples for few-shot prompts: (question, solution), one calculation per line and the
+/// answer line last, in the style of the word-problem generator (written for ponder).
+pub const WORKED_EXAMPLES: [(&str, &str); 3] = [
+    (
+        "Lena has 6 pencils. Then Lena buys 9 more. How many pencils does Lena have now?",
+        "Lena starts with 6 pencils.\nShe buys 9 more: 6 + 9 = 15.\nThe answer is 15.",
+    ),
+    (
+        "Omar has 20 cards. Then Omar gives away 8 of them. Then the number of cards doubles. How many cards does Omar have now?",
+        "Omar starts with 20 cards.\nHe gives away 8: 20 - 8 = 12.\nThe number doubles: 12 * 2 = 24.\nThe answer is 24.",
+    ),
+    (
+        "Mia has 18 shells. Then Mia shares them equally among 3 friends and keeps one share. How many shells does Mia have now?",
+        "Mia starts with 18 shells.\nShe keeps one of 3 equal shares: 18 / 3 = 6.\nThe answer is 6.",
+    ),
+];
 
 impl Default for MathTask {
     fn default() -> Self {
+        MathTask::new(DEFAULT_INSTRUCTION, Vec::new())
+    }
+}
+
+impl MathTask {
+    /// A task with its own instruction (after the question) and worked examples (before it).
+    pub fn new(instruction: &str, examples: Vec<(String, String)>) -> Self {
         MathTask {
-            instruction: format!(
-                "Solve the problem step by step, one short step per line. End with \"{ANSWER_MARKER} N.\""
-            ),
+            instruction: instruction.to_string(),
+            examples,
         }
+    }
+
+    /// The default instruction after the first `shots` of [`WORKED_EXAMPLES`] (at most all).
+    pub fn few_shot(shots: usize) -> Self {
+        MathTask::new(
+            DEFAULT_INSTRUCTION,
+            WORKED_EXAMPLES
+                .iter()
+                .take(shots)
+                .map(|(q, a)| ((*q).to_string(), (*a).to_string()))
+                .collect(),
+        )
     }
 }
 
@@ -186,7 +226,19 @@ impl Task for MathTask {
     }
 
     fn prompt(&self, problem: &Problem) -> String {
-        format!("{}\n\n{}", problem.question, self.instruction)
+        let mut p = String::new();
+        for (q, a) in &self.examples {
+            p.push_str(&format!("Problem: {q}\nSolution:\n{a}\n\n"));
+        }
+        if self.examples.is_empty() {
+            format!("{}\n\n{}", problem.question, self.instruction)
+        } else {
+            p.push_str(&format!(
+                "{}\n\nProblem: {}\nSolution:",
+                self.instruction, problem.question
+            ));
+            p
+        }
     }
 
     fn extract_answer(&self, path_text: &str) -> Option<String> {
@@ -305,6 +357,10 @@ mod tests {
     #[test]
     fn task_checks_answers() {
         let t = MathTask::default();
+        let few = MathTask::few_shot(2).prompt(&Problem::new("x", "Q?"));
+        assert!(few.contains(WORKED_EXAMPLES[0].1) && few.contains(WORKED_EXAMPLES[1].1));
+        assert!(!few.contains(WORKED_EXAMPLES[2].1));
+        assert!(few.ends_with("Problem: Q?\nSolution:"), "{few}");
         assert!(t.check("8", "8.0"));
         assert!(
             t.prompt(&Problem::new("p", "What is 2+2?"))

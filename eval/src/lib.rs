@@ -27,6 +27,7 @@
 //!     parallel_trees: 2,
 //!     batch: None,
 //!     source: serde_json::json!({"problems": "synthetic"}),
+//!     settings: serde_json::json!({"model": "synthetic"}),
 //! };
 //! let folder = Folder::new(&dir);
 //! let m = models(&SyntheticSpec::default()); // your Policy / Critic / Task impls go here

@@ -243,6 +243,13 @@ pub fn markdown(manifest: &Manifest, report: &Report) -> String {
         manifest.problems,
         manifest.seeds.len()
     );
+    let full = (manifest.problems * manifest.seeds.len()) as u64;
+    if report.rows.iter().any(|r| r.runs < full) {
+        let _ = writeln!(
+            s,
+            "Partial: a cell with `n=` has fewer than {full} finished runs.\n"
+        );
+    }
     s.push_str("| method |");
     for b in &manifest.budgets {
         let _ = write!(s, " {b} tokens |");
@@ -259,11 +266,16 @@ pub fn markdown(manifest: &Manifest, report: &Report) -> String {
                 Some(r) => {
                     let _ = write!(
                         s,
-                        " {} [{}, {}] ({:.0}) |",
+                        " {} [{}, {}] ({:.0}{}) |",
                         pct(r.accuracy),
                         pct(r.lo),
                         pct(r.hi),
-                        r.mean_tokens
+                        r.mean_tokens,
+                        if r.runs == full {
+                            String::new()
+                        } else {
+                            format!(", n={}", r.runs)
+                        }
                     );
                 }
                 None => s.push_str(" – |"),

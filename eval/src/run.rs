@@ -39,6 +39,9 @@ pub struct EvalSpec {
     pub batch: Option<BatchConfig>,
     /// Where the problems and the model come from, for the manifest (free-form).
     pub source: serde_json::Value,
+    /// What every method shares and a resume must not change: the model, the task's prompt,
+    /// the critics (free-form; compared as a whole).
+    pub settings: serde_json::Value,
 }
 
 impl EvalSpec {
@@ -193,6 +196,10 @@ pub struct Manifest {
     pub seeds: Vec<u64>,
     /// Where the problems and the model come from.
     pub source: serde_json::Value,
+    /// The shared settings ([`EvalSpec::settings`]); a folder written before this field
+    /// existed takes the next run's.
+    #[serde(default)]
+    pub settings: serde_json::Value,
 }
 
 /// A hash of the problem set (ids, questions, gold answers).
@@ -403,6 +410,15 @@ pub fn run(
                     digest
                 )));
             }
+            if !m.settings.is_null() && m.settings != spec.settings {
+                return Err(Error::Mismatch(format!(
+                    "{} was evaluated with other shared settings (model, prompt or critics): \
+                     use another folder\n  then: {}\n  now:  {}",
+                    out.dir.display(),
+                    m.settings,
+                    spec.settings
+                )));
+            }
             for meth in &spec.methods {
                 if let Some(old) = m.methods.get(&meth.name)
                     && *old != meth.search
@@ -426,6 +442,7 @@ pub fn run(
             budgets: Vec::new(),
             seeds: Vec::new(),
             source: serde_json::Value::Null,
+            settings: serde_json::Value::Null,
         },
     };
     for meth in &spec.methods {
@@ -437,6 +454,7 @@ pub fn run(
     manifest.budgets = spec.budgets.clone();
     manifest.seeds = spec.seeds.clone();
     manifest.source = spec.source.clone();
+    manifest.settings = spec.settings.clone();
     out.write_manifest(&manifest)?;
 
     let existing = out.read_records(true)?;

@@ -28,6 +28,7 @@ fn spec(methods: &[&str], budgets: &[u64]) -> EvalSpec {
         parallel_trees: 3,
         batch: Some(ponder_engine::BatchConfig::default()),
         source: serde_json::json!({"test": true}),
+        settings: serde_json::json!({"model": "synthetic"}),
     }
 }
 
@@ -159,6 +160,12 @@ fn other_problems_or_changed_settings_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("other settings"), "{err}");
+    let mut other_model = s.clone();
+    other_model.settings = serde_json::json!({"model": "another"});
+    let err = run(&m, &problems(3, 3, 1), &other_model, &folder, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("other shared settings"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -517,6 +517,9 @@ pub(crate) struct SearchFlags {
     /// Token cap per step.
     #[arg(long)]
     pub(crate) max_step_tokens: Option<u32>,
+    /// Worked examples before the question in the math task's prompt (0-3; `task.shots`).
+    #[arg(long, value_name = "N")]
+    pub(crate) shots: Option<usize>,
     /// Process critics of the LLM search, averaged: `arithmetic`, `self-eval` and/or trained
     /// PRM head files, or `none` (default: arithmetic).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]

@@ -358,6 +358,52 @@ pub(crate) struct FileConfig {
     /// The critics of an LLM search.
     #[serde(default)]
     pub(crate) critics: CriticsConfig,
+    /// The math task's prompt (LLM and remote policies).
+    #[serde(default)]
+    pub(crate) task: TaskConfig,
+}
+
+/// The math task's prompt: the instruction after the question, and worked examples before it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct TaskConfig {
+    /// The instruction after the question.
+    pub(crate) instruction: String,
+    /// How many of the built-in worked examples come first (0 = zero-shot, at most 3).
+    pub(crate) shots: usize,
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        TaskConfig {
+            instruction: ponder::critics::math::DEFAULT_INSTRUCTION.into(),
+            shots: 0,
+        }
+    }
+}
+
+impl TaskConfig {
+    /// The task.
+    pub(crate) fn task(&self) -> ponder::critics::math::MathTask {
+        use ponder::critics::math::{MathTask, WORKED_EXAMPLES};
+        let examples = WORKED_EXAMPLES
+            .iter()
+            .take(self.shots)
+            .map(|(q, a)| ((*q).to_string(), (*a).to_string()))
+            .collect();
+        MathTask::new(&self.instruction, examples)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let most = ponder::critics::math::WORKED_EXAMPLES.len();
+        if self.shots > most {
+            bail!("invalid config field `task.shots`: at most {most} built-in examples");
+        }
+        if self.instruction.trim().is_empty() {
+            bail!("invalid config field `task.instruction`: empty");
+        }
+        Ok(())
+    }
 }
 
 impl Default for FileConfig {
@@ -393,6 +439,7 @@ impl FileConfig {
             policy: PolicyConfig::default(),
             synthetic: SyntheticConfig::default(),
             critics: CriticsConfig::default(),
+            task: TaskConfig::default(),
         }
     }
 
@@ -432,6 +479,7 @@ impl FileConfig {
         self.policy.validate()?;
         self.synthetic.validate()?;
         self.critics.validate()?;
+        self.task.validate()?;
         Ok(())
     }
 }

@@ -56,8 +56,11 @@ pub(crate) fn run(args: EvalArgs, quiet: bool) -> Result<()> {
             "n": n, "level": args.problems.level, "seed": args.problems.problem_seed,
         })),
         "limit": args.limit,
+    });
+    let settings = serde_json::json!({
         "policy": cfg.policy,
         "critics": cfg.critics,
+        "task": cfg.task,
     });
     let spec = EvalSpec {
         methods,
@@ -67,6 +70,7 @@ pub(crate) fn run(args: EvalArgs, quiet: bool) -> Result<()> {
         parallel_trees: args.flags.parallel_trees,
         batch: (!remote_direct).then(|| cfg.batch.clone()),
         source,
+        settings,
     };
     spec.validate()?;
     let models = models(&cfg, &problems)?;

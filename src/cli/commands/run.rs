@@ -116,6 +116,9 @@ pub(crate) fn resolve_config(flags: &SearchFlags) -> Result<FileConfig> {
     if let Some(v) = flags.temperature {
         cfg.policy.temperature = v;
     }
+    if let Some(v) = flags.shots {
+        cfg.task.shots = v;
+    }
     if let Some(v) = flags.max_step_tokens {
         cfg.policy.step.max_tokens = v;
     }
@@ -170,7 +173,7 @@ fn build_models(
                         &cfg.policy,
                         caches,
                     )?,
-                    task: Arc::new(ponder::critics::math::MathTask::default()),
+                    task: Arc::new(cfg.task.task()),
                 },
                 None,
             ))
@@ -187,7 +190,7 @@ fn build_models(
                         &cfg.policy,
                         caches,
                     )?,
-                    task: Arc::new(ponder::critics::math::MathTask::default()),
+                    task: Arc::new(cfg.task.task()),
                 },
                 Some(client),
             ))
