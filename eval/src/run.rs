@@ -348,6 +348,8 @@ pub struct Progress<'a> {
     pub tokens_per_sec: f64,
     /// Failed runs this session.
     pub failed: usize,
+    /// Mean policy batch so far (0 without a batcher).
+    pub policy_batch: f64,
 }
 
 /// The totals of one run of [`run`].
@@ -365,6 +367,8 @@ pub struct RunOutcome {
     pub wall_seconds: f64,
     /// Tokens generated now.
     pub tokens: u64,
+    /// The batcher's figures (mean policy batch, fill, waits), when one was used.
+    pub batch: Option<ponder_engine::BatchStats>,
 }
 
 struct Job {
@@ -519,6 +523,7 @@ pub fn run(
         .open(&path)
         .map_err(|e| Error::io(&path, e))?;
     let start = Instant::now();
+    let mut policy_batch = 0.0;
     let mut body = |eval: Evaluator<'_>| -> Result<()> {
         let next = AtomicUsize::new(0);
         let cancel = AtomicBool::new(false);
@@ -576,6 +581,9 @@ pub fn run(
                     t.1 += 1;
                 }
                 let (correct, runs) = *t;
+                if let Some(b) = eval.batcher() {
+                    policy_batch = b.stats().policy.mean_batch;
+                }
                 on_progress(&Progress {
                     done: outcome.resumed + outcome.ran,
                     total,
@@ -584,7 +592,11 @@ pub fn run(
                     runs,
                     tokens_per_sec: outcome.tokens as f64 / start.elapsed().as_secs_f64().max(1e-9),
                     failed: outcome.failed,
+                    policy_batch,
                 });
+            }
+            if let Some(b) = eval.batcher() {
+                outcome.batch = Some(b.stats());
             }
             Ok(())
         })

@@ -56,6 +56,8 @@ fn every_method_stays_in_budget_and_the_report_is_written() {
     assert_eq!(out.ran, 8 * 6 * 3 * 2);
     assert_eq!(seen, out.ran);
     assert_eq!(out.failed, 0);
+    let batch = out.batch.expect("three trees share a batcher");
+    assert!(batch.policy.requests > 0 && batch.policy.mean_batch >= 1.0);
     let recs = folder.read_records(false).expect("records");
     assert_eq!(recs.len(), out.ran);
     for r in &recs {

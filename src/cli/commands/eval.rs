@@ -92,13 +92,14 @@ pub(crate) fn run(args: EvalArgs, quiet: bool) -> Result<()> {
     let mut last_log = std::time::Instant::now();
     let outcome = ponder::eval::run(&models, &problems, &spec, &folder, &mut |p| {
         let msg = format!(
-            "{}@{}: {:.1}% ({}/{}) {:.0} tok/s{}",
+            "{}@{}: {:.1}% ({}/{}) {:.0} tok/s batch {:.1}{}",
             p.record.method,
             p.record.budget,
             100.0 * p.correct as f64 / p.runs.max(1) as f64,
             p.correct,
             p.runs,
             p.tokens_per_sec,
+            p.policy_batch,
             if p.failed > 0 {
                 format!(" errors {}", p.failed)
             } else {
@@ -119,6 +120,12 @@ pub(crate) fn run(args: EvalArgs, quiet: bool) -> Result<()> {
         failed = outcome.failed,
         wall_s = outcome.wall_seconds,
         tokens = outcome.tokens,
+        tokens_per_sec = outcome.tokens as f64 / outcome.wall_seconds.max(1e-9),
+        policy_mean_batch = outcome.batch.as_ref().map_or(0.0, |b| b.policy.mean_batch),
+        policy_mean_wait_ms = outcome
+            .batch
+            .as_ref()
+            .map_or(0.0, |b| b.policy.mean_wait_ms),
         "evaluation done"
     );
     print_report(&folder)
