@@ -142,6 +142,31 @@ impl Record {
         (self.index, self.method.clone(), self.budget, self.seed)
     }
 
+    /// A record of `job` with nothing found yet.
+    fn empty(job: &Job, p: &Problem, wall_ms: f64) -> Record {
+        Record {
+            schema_version: SCHEMA_VERSION,
+            index: job.index,
+            problem: p.id.clone(),
+            method: job.method_name.clone(),
+            budget: job.budget,
+            seed: job.seed,
+            answer: None,
+            gold: p.gold.clone(),
+            correct: false,
+            correct_in_tree: false,
+            distinct_answers: 0,
+            tokens: 0,
+            tokens_reused: 0,
+            simulations: 0,
+            nodes: 0,
+            terminals: 0,
+            stop: StopReason::Budget,
+            wall_ms,
+            error: None,
+        }
+    }
+
     fn from_report(job: &Job, p: &Problem, rep: &SearchReport, wall_ms: f64) -> Record {
         let tree = &rep.tree;
         let terms: Vec<NodeId> = tree.node_ids().filter(|&n| tree.data(n).terminal).collect();
@@ -150,14 +175,7 @@ impl Record {
             .filter_map(|&n| tree.data(n).answer.as_deref())
             .collect();
         Record {
-            schema_version: SCHEMA_VERSION,
-            index: job.index,
-            problem: p.id.clone(),
-            method: job.method_name.clone(),
-            budget: job.budget,
-            seed: job.seed,
             answer: rep.answer.as_ref().and_then(|a| a.answer.clone()),
-            gold: p.gold.clone(),
             correct: rep.answer.as_ref().and_then(|a| a.correct) == Some(true),
             correct_in_tree: terms
                 .iter()
@@ -169,8 +187,7 @@ impl Record {
             nodes: rep.stats.nodes,
             terminals: rep.stats.terminals,
             stop: rep.stop,
-            wall_ms,
-            error: None,
+            ..Record::empty(job, p, wall_ms)
         }
     }
 }
@@ -622,24 +639,7 @@ fn failed_record(job: &Job, p: &Problem, e: &ponder_engine::Error, wall_ms: f64)
         src = s.source();
     }
     Record {
-        schema_version: SCHEMA_VERSION,
-        index: job.index,
-        problem: p.id.clone(),
-        method: job.method_name.clone(),
-        budget: job.budget,
-        seed: job.seed,
-        answer: None,
-        gold: p.gold.clone(),
-        correct: false,
-        correct_in_tree: false,
-        distinct_answers: 0,
-        tokens: 0,
-        tokens_reused: 0,
-        simulations: 0,
-        nodes: 0,
-        terminals: 0,
-        stop: StopReason::Budget,
-        wall_ms,
         error: Some(msg),
+        ..Record::empty(job, p, wall_ms)
     }
 }

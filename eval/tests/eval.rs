@@ -37,15 +37,7 @@ fn every_method_stays_in_budget_and_the_report_is_written() {
     let dir = tmp("all");
     let m = models(&SyntheticSpec::default());
     let probs = problems(8, 4, 5);
-    let all = [
-        "greedy",
-        "best-of-n",
-        "self-consistency",
-        "beam",
-        "mcts:alphallm",
-        "mcts:mcts-dpo",
-    ];
-    let s = spec(&all, &[32, 128, 512]);
+    let s = spec(&ponder_eval::method::BUILTIN, &[32, 128, 512]);
     let folder = Folder::new(&dir);
     let mut seen = 0;
     let out = run(&m, &probs, &s, &folder, &mut |p| {
