@@ -424,7 +424,7 @@ pub fn svg(manifest: &Manifest, rows: &[Row]) -> String {
                 "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"{c}\" stroke-opacity=\"0.6\"/><circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{c}\"><title>{} @ {}: {:.1}% [{:.1}, {:.1}], {:.0} tokens</title></circle>",
                 py(r.lo),
                 py(r.hi),
-                px(r.mean_tokens),
+                x,
                 py(r.accuracy),
                 esc(m),
                 r.budget,
