@@ -207,6 +207,12 @@ impl MathTask {
         }
     }
 
+    /// The same task with another instruction.
+    pub fn with_instruction(mut self, instruction: &str) -> Self {
+        self.instruction = instruction.to_string();
+        self
+    }
+
     /// The default instruction after the first `shots` of [`WORKED_EXAMPLES`] (at most all).
     pub fn few_shot(shots: usize) -> Self {
         MathTask::new(

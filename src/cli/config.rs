@@ -385,13 +385,7 @@ impl Default for TaskConfig {
 impl TaskConfig {
     /// The task.
     pub(crate) fn task(&self) -> ponder::critics::math::MathTask {
-        use ponder::critics::math::{MathTask, WORKED_EXAMPLES};
-        let examples = WORKED_EXAMPLES
-            .iter()
-            .take(self.shots)
-            .map(|(q, a)| ((*q).to_string(), (*a).to_string()))
-            .collect();
-        MathTask::new(&self.instruction, examples)
+        ponder::critics::math::MathTask::few_shot(self.shots).with_instruction(&self.instruction)
     }
 
     fn validate(&self) -> Result<()> {
