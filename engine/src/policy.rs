@@ -51,6 +51,14 @@ pub trait Policy: Send + Sync {
         None
     }
 
+    /// The rule this policy ends its steps by. When it says one, the search holds every step to
+    /// it whatever the policy returns: a step that runs past its first boundary is cut there, and
+    /// a whole solution (`to_end`) is stored as its chain of steps, one node each
+    /// ([`StepRule::split`]). The default, `None`, trusts the policy's steps as they are.
+    fn step_rule(&self) -> Option<&StepRule> {
+        None
+    }
+
     /// Called when a tree is finished, so per-path state keyed by [`crate::PathKey`] (KV blocks,
     /// hidden states) can be dropped. The default keeps nothing and does nothing.
     fn release(&self, _tree: TreeId) {}
@@ -96,6 +104,17 @@ impl Default for StepRule {
     }
 }
 
+/// One step of a text cut by [`StepRule::split`]: the byte range `start..end`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// First byte.
+    pub start: usize,
+    /// One past the last byte.
+    pub end: usize,
+    /// The answer pattern fired in this piece: the path is complete.
+    pub finished: bool,
+}
+
 /// Where [`StepRule::cut`] ends a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cut {
@@ -110,17 +129,16 @@ impl StepRule {
     /// Policies call it as tokens arrive; leading blank lines never end a step.
     pub fn cut(&self, text: &str) -> Option<Cut> {
         let content_start = text.len() - text.trim_start().len();
-        if let Some(pat) = self.answer_pattern.as_deref().filter(|p| !p.is_empty())
-            && let Some(at) = text[content_start..].find(pat)
-        {
-            let from = content_start + at;
-            return text[from..].find('\n').map(|nl| Cut {
-                len: from + nl + 1,
-                finished: true,
-            });
-        }
         let body = &text[content_start..];
-        let len = match self.boundary {
+        // The line holding the answer pattern ends the whole solution, unless a boundary comes
+        // first (text generated past a boundary, as a server that ignores `stop` sends it).
+        let answer = self
+            .answer_pattern
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .and_then(|pat| body.find(pat))
+            .and_then(|at| body[at..].find('\n').map(|nl| at + nl + 1));
+        let boundary = match self.boundary {
             Boundary::None => None,
             Boundary::Newline => body.find('\n').map(|i| i + 1),
             Boundary::BlankLine => body.find("\n\n").map(|i| i + 2),
@@ -137,11 +155,56 @@ impl StepRule {
                 }
                 found
             }
-        }?;
+        };
+        let (len, finished) = match (answer, boundary) {
+            (Some(a), Some(b)) if b < a => (b, false),
+            (Some(a), _) => (a, true),
+            (None, Some(b)) => (b, false),
+            (None, None) => return None,
+        };
         Some(Cut {
             len: content_start + len,
-            finished: false,
+            finished,
         })
+    }
+
+    /// Splits generated text into the steps this rule makes of it, in order: each piece ends
+    /// where [`StepRule::cut`] ends a step on the text left. The first piece whose cut fires the
+    /// answer pattern is the last (what follows the answer line is not part of the solution);
+    /// text after the last boundary is a final piece of its own, or joins the piece before it
+    /// when it is only whitespace. Every piece is non-empty and the pieces concatenate to a
+    /// prefix of `text` (all of it unless the answer pattern cut the tail off).
+    pub fn split(&self, text: &str) -> Vec<Piece> {
+        let mut out: Vec<Piece> = Vec::new();
+        let mut at = 0;
+        while at < text.len() {
+            let rest = &text[at..];
+            match self.cut(rest) {
+                Some(cut) if cut.len > 0 => {
+                    out.push(Piece {
+                        start: at,
+                        end: at + cut.len,
+                        finished: cut.finished,
+                    });
+                    at += cut.len;
+                    if cut.finished {
+                        break;
+                    }
+                }
+                _ => {
+                    match out.last_mut() {
+                        Some(last) if rest.trim().is_empty() => last.end = text.len(),
+                        _ => out.push(Piece {
+                            start: at,
+                            end: text.len(),
+                            finished: false,
+                        }),
+                    }
+                    break;
+                }
+            }
+        }
+        out
     }
 
     /// Whether a finished line of text hits the answer pattern.

@@ -32,6 +32,31 @@ pub struct MockConfig {
     pub seed: u64,
     /// Answer one choice whatever `n` asks for (as llama.cpp's server and Ollama do).
     pub ignore_n: bool,
+    /// How answers are shaped: the real servers' finish reasons and log-probability forms.
+    pub flavor: Flavor,
+    /// Write a blank line before each step (as SmolLM2 does under llama.cpp's server): with
+    /// `stop: ["\n"]` the answer is then empty text that stopped at once.
+    pub leading_newline: bool,
+    /// Ignore `stop` and write to the end of the solution (a misbehaving server).
+    pub ignore_stop: bool,
+}
+
+/// Which server's answer shapes the mock imitates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Flavor {
+    /// vLLM: `finish_reason: "stop"` with `stop_reason` (the matched string, or null at end of
+    /// sequence), legacy completions log-probabilities (`tokens`, `token_logprobs`).
+    #[default]
+    Vllm,
+    /// llama.cpp's `llama-server`: `finish_reason: "stop"` for a stop string and end of sequence
+    /// alike, no `stop_reason`, log-probabilities as `logprobs.content[{token, logprob}]` for
+    /// completions too.
+    LlamaServer,
+    /// llama-cpp-python's server: `"stop"` for both, no `stop_reason`, legacy log-probabilities
+    /// with `text_offset` and `top_logprobs`.
+    LlamaCppPython,
+    /// Hugging Face TGI: `stop_sequence` / `eos_token` / `length`.
+    Tgi,
 }
 
 impl Default for MockConfig {
@@ -42,6 +67,9 @@ impl Default for MockConfig {
             hang: Duration::from_millis(500),
             seed: 1,
             ignore_n: false,
+            flavor: Flavor::Vllm,
+            leading_newline: false,
+            ignore_stop: false,
         }
     }
 }
@@ -154,8 +182,8 @@ fn serve(conn: TcpStream, cfg: &MockConfig, stats: &MockStats, counter: &AtomicU
                 continue;
             }
             Ok(req) => match path.as_str() {
-                "/v1/completions" => complete(&req, false, cfg.ignore_n),
-                "/v1/chat/completions" => complete(&req, true, cfg.ignore_n),
+                "/v1/completions" => complete(&req, false, cfg),
+                "/v1/chat/completions" => complete(&req, true, cfg),
                 "/v1/score" => score(&req),
                 other => Err(format!("no route {other}")),
             },
@@ -282,7 +310,7 @@ fn judge(prompt: &str) -> Value {
     })
 }
 
-fn complete(req: &Value, chat: bool, ignore_n: bool) -> Result<Value, String> {
+fn complete(req: &Value, chat: bool, cfg: &MockConfig) -> Result<Value, String> {
     let prompt = if chat {
         let msgs = req
             .get("messages")
@@ -304,7 +332,7 @@ fn complete(req: &Value, chat: bool, ignore_n: bool) -> Result<Value, String> {
     {
         return Ok(judge(&prompt));
     }
-    let n = if ignore_n {
+    let n = if cfg.ignore_n {
         1
     } else {
         req.get("n")
@@ -322,7 +350,9 @@ fn complete(req: &Value, chat: bool, ignore_n: bool) -> Result<Value, String> {
             .collect(),
         _ => Vec::new(),
     };
-    let one_line = stops.iter().any(|s| s == "\n");
+    let one_line = stops.iter().any(|s| s == "\n") && !cfg.ignore_stop;
+    // A blank line first, unless the text so far already ends with one.
+    let blank_first = cfg.leading_newline && !prompt.ends_with("\n\n");
     let (problem, values) = state(&prompt)?;
     let mut choices = Vec::new();
     let mut used = 0u64;
@@ -335,6 +365,15 @@ fn complete(req: &Value, chat: bool, ignore_n: bool) -> Result<Value, String> {
         let mut text = String::new();
         let mut tokens: Vec<(String, f64)> = Vec::new();
         loop {
+            if blank_first && text.is_empty() && tokens.is_empty() {
+                tokens.push(("\n".into(), -0.3));
+                if one_line {
+                    // Stopped at the stop string, which is left out of the text.
+                    break;
+                }
+                text.push('\n');
+                continue;
+            }
             let right = rng.next_f64() < 0.75;
             let (line, right) = next_line(&problem, &vals, &mut rng, right);
             let done = line.starts_with("The answer");
@@ -358,26 +397,85 @@ fn complete(req: &Value, chat: bool, ignore_n: bool) -> Result<Value, String> {
             text.push('\n');
             tokens.push(("\n".into(), -0.05));
         }
+        // The token cap, as a server applies it: the text is cut after `max_tokens` tokens.
+        let cap = req
+            .get("max_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX) as usize;
+        let capped = tokens.len() > cap;
+        if capped {
+            tokens.truncate(cap);
+            text = tokens.iter().map(|t| t.0.as_str()).collect();
+        }
         used += tokens.len() as u64;
-        let reason = if stopped { json!("\n") } else { Value::Null };
-        let lps = json!({
-            "tokens": tokens.iter().map(|t| t.0.clone()).collect::<Vec<_>>(),
-            "token_logprobs": tokens.iter().map(|t| t.1).collect::<Vec<_>>(),
-        });
-        choices.push(if chat {
-            json!({"index": i, "message": {"role": "assistant", "content": text},
-                   "finish_reason": "stop", "stop_reason": reason,
-                   "logprobs": {"content": tokens.iter().map(|t| json!({"token": t.0, "logprob": t.1})).collect::<Vec<_>>()}})
-        } else {
-            json!({"index": i, "text": text, "finish_reason": "stop", "stop_reason": reason,
-                   "logprobs": lps})
-        });
+        choices.push(choice(cfg.flavor, chat, i, &text, &tokens, stopped, capped));
     }
     Ok(json!({
         "object": if chat { "chat.completion" } else { "text_completion" },
         "choices": choices,
-        "usage": {"completion_tokens": used},
+        "usage": {"completion_tokens": used, "prompt_tokens": (prompt.len() as u64).div_ceil(4)},
     }))
+}
+
+/// One entry of `choices` in the flavor's shape.
+fn choice(
+    flavor: Flavor,
+    chat: bool,
+    i: u64,
+    text: &str,
+    tokens: &[(String, f64)],
+    stopped: bool,
+    capped: bool,
+) -> Value {
+    let content = || json!({"content": tokens.iter().map(|t| json!({"token": t.0, "logprob": t.1})).collect::<Vec<_>>()});
+    let legacy = |offsets: bool| {
+        let mut v = json!({
+            "tokens": tokens.iter().map(|t| t.0.clone()).collect::<Vec<_>>(),
+            "token_logprobs": tokens.iter().map(|t| t.1).collect::<Vec<_>>(),
+        });
+        if offsets {
+            let mut at = 0;
+            let offs: Vec<usize> = tokens
+                .iter()
+                .map(|t| {
+                    let o = at;
+                    at += t.0.len();
+                    o
+                })
+                .collect();
+            v["text_offset"] = json!(offs);
+            v["top_logprobs"] = json!(
+                tokens
+                    .iter()
+                    .map(|t| json!({t.0.clone(): t.1}))
+                    .collect::<Vec<_>>()
+            );
+        }
+        v
+    };
+    let mut c = if chat {
+        json!({"index": i, "message": {"role": "assistant", "content": text}, "logprobs": content()})
+    } else {
+        json!({"index": i, "text": text})
+    };
+    let reason = match (flavor, capped, stopped) {
+        (_, true, _) => "length",
+        (Flavor::Tgi, _, true) => "stop_sequence",
+        (Flavor::Tgi, _, false) => "eos_token",
+        _ => "stop",
+    };
+    c["finish_reason"] = json!(reason);
+    if flavor == Flavor::Vllm && !capped {
+        c["stop_reason"] = if stopped { json!("\n") } else { Value::Null };
+    }
+    if !chat {
+        c["logprobs"] = match flavor {
+            Flavor::LlamaServer => content(),
+            Flavor::LlamaCppPython => legacy(true),
+            Flavor::Vllm | Flavor::Tgi => legacy(false),
+        };
+    }
+    c
 }
 
 /// `/v1/score`: 1 when the latest step's claim is right, 0 when wrong, 0.5 without a claim

@@ -205,6 +205,23 @@ pub struct ClientStats {
     pub failures: u64,
     /// Completion tokens the servers reported.
     pub completion_tokens: u64,
+    /// Prompt tokens the servers reported reading (the whole prompt and path again on every
+    /// request: what a server without prefix caching recomputes per generated step).
+    pub prompt_tokens: u64,
+    /// Answers with fewer choices than the `n` asked for (the server ignores `n`; ponder asks
+    /// again for the rest).
+    pub short_answers: u64,
+}
+
+impl ClientStats {
+    /// Prompt tokens sent per completion token (0 before any completion).
+    pub fn prompt_per_completion(&self) -> f64 {
+        if self.completion_tokens == 0 {
+            0.0
+        } else {
+            self.prompt_tokens as f64 / self.completion_tokens as f64
+        }
+    }
 }
 
 /// An HTTP client over one or more OpenAI-compatible endpoints.
@@ -218,6 +235,9 @@ pub struct Client {
     retries: AtomicU64,
     failures: AtomicU64,
     completion_tokens: AtomicU64,
+    prompt_tokens: AtomicU64,
+    short_answers: AtomicU64,
+    warned_n: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Client {
@@ -268,6 +288,9 @@ impl Client {
             retries: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             completion_tokens: AtomicU64::new(0),
+            prompt_tokens: AtomicU64::new(0),
+            short_answers: AtomicU64::new(0),
+            warned_n: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -284,6 +307,8 @@ impl Client {
             retries: self.retries.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             completion_tokens: self.completion_tokens.load(Ordering::Relaxed),
+            prompt_tokens: self.prompt_tokens.load(Ordering::Relaxed),
+            short_answers: self.short_answers.load(Ordering::Relaxed),
         }
     }
 
@@ -297,10 +322,27 @@ impl Client {
             .sum()
     }
 
-    /// Records completion tokens reported by a server.
-    fn add_tokens(&self, n: u64) {
+    /// Records the completion and prompt tokens a server reported.
+    fn add_tokens(&self, completion: u64, prompt: u64) {
+        // Relaxed: statistics counters.
+        self.completion_tokens
+            .fetch_add(completion, Ordering::Relaxed);
+        self.prompt_tokens.fetch_add(prompt, Ordering::Relaxed);
+    }
+
+    /// Records an answer with `got` of the `want` choices asked for, warning once per client.
+    fn short_answer(&self, got: usize, want: usize) {
         // Relaxed: a statistics counter.
-        self.completion_tokens.fetch_add(n, Ordering::Relaxed);
+        self.short_answers.fetch_add(1, Ordering::Relaxed);
+        // Relaxed: a warn-once flag; a second warning in a race would be harmless.
+        if !self.warned_n.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the server answered {got} of the {want} samples asked for in one request (it \
+                 ignores `n`): ponder asks again for the rest, one request per sample. Requests \
+                 are served one at a time unless the server has parallel slots (llama.cpp: \
+                 `--parallel N` with `--cont-batching`); see `ponder bench remote`"
+            );
+        }
     }
 
     /// Takes a request slot: the least busy endpoint that is not resting (a resting one only
@@ -636,13 +678,17 @@ impl RemotePolicy {
                     .iter()
                     .map(|c| parse_choice(c, chat, stop_len > 0))
                     .collect::<std::result::Result<Vec<_>, String>>()?;
-                let used = v
-                    .pointer("/usage/completion_tokens")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
-                Ok((choices, used))
+                let used = |k: &str| {
+                    v.pointer(&format!("/usage/{k}"))
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0)
+                };
+                Ok((choices, (used("completion_tokens"), used("prompt_tokens"))))
             })?;
-            self.client.add_tokens(tokens);
+            self.client.add_tokens(tokens.0, tokens.1);
+            if got.len() < want {
+                self.client.short_answer(got.len(), want);
+            }
             choices.extend(got);
         }
         Ok(choices)
@@ -681,10 +727,19 @@ impl RemotePolicy {
                 c.eos = more.eos;
             }
         }
+        // Every token generated for this candidate is paid for, including any past the step's
+        // end that a server sent although asked to stop (the cut below throws them away).
+        let generated = if c.tokens.is_empty() {
+            (c.text.len() as u32).div_ceil(4).max(1)
+        } else {
+            c.tokens.len() as u32
+        };
         let mut text = c.text;
         if c.stopped && !req.to_end {
             text.push_str(self.stops(false).first().copied().unwrap_or(""));
         }
+        // A whole solution is returned whole (the search stores it step by step); a step is cut
+        // by the rule wherever the server stopped, so it is one step from any server.
         let (len, finished) = if req.to_end {
             (text.len(), true)
         } else {
@@ -697,23 +752,20 @@ impl RemotePolicy {
         // Log-probabilities of the tokens that fall inside the step.
         let mut at = 0;
         let mut logprob = 0.0;
-        let mut n_tokens = 0u32;
         for (t, lp) in &c.tokens {
             if at >= len {
                 break;
             }
             at += t.len();
             logprob += lp;
-            n_tokens += 1;
         }
-        if c.tokens.is_empty() {
-            // No token information: about four characters a token.
-            n_tokens = (len as u32).div_ceil(4).max(1);
-        }
-        if let Some(cap) = req.max_tokens {
-            // The server was asked for at most `cap` tokens (an estimate above it is wrong).
-            n_tokens = n_tokens.min(cap);
-        }
+        // No token information: about four characters a token. The server was asked for at most
+        // the request's cap (an estimate above it is wrong).
+        let cap = self
+            .max_step_tokens(req.to_end)
+            .unwrap_or(u32::MAX)
+            .min(req.max_tokens.unwrap_or(u32::MAX));
+        let n_tokens = generated.min(cap);
         Ok(Step {
             text,
             tokens: None,
@@ -763,22 +815,27 @@ fn parse_choice(c: &Value, chat: bool, has_stops: bool) -> std::result::Result<C
     .to_string();
     let reason = c.get("finish_reason").and_then(Value::as_str).unwrap_or("");
     // vLLM says which stop string matched (`stop_reason`: a string) or that the sequence ended
-    // (null); servers that do not say are taken to have matched a stop string.
+    // (null, or the id of a stop token); TGI says `stop_sequence` or `eos_token`; servers that
+    // do not say (llama.cpp, Ollama: `stop` for both) are taken to have matched a stop string
+    // when one was asked for. `length` (the token cap) is neither.
     let (stopped, eos) = match (reason, c.get("stop_reason")) {
-        ("stop", Some(Value::String(_))) => (true, false),
-        ("stop", Some(Value::Null)) => (false, true),
+        ("stop", Some(Value::String(_))) | ("stop_sequence", _) => (true, false),
+        ("stop", Some(Value::Null | Value::Number(_))) | ("eos" | "eos_token", _) => (false, true),
         ("stop", _) => (has_stops, !has_stops),
-        ("eos", _) => (false, true),
         _ => (false, false),
     };
     let mut tokens = Vec::new();
-    if chat {
-        if let Some(list) = c.pointer("/logprobs/content").and_then(Value::as_array) {
-            for t in list {
-                let s = t.get("token").and_then(Value::as_str).unwrap_or("");
-                let lp = t.get("logprob").and_then(Value::as_f64).unwrap_or(0.0);
-                tokens.push((s.to_string(), lp as f32));
+    // Log-probabilities come in two shapes: the chat form `logprobs.content[{token, logprob}]`
+    // (chat answers, and llama.cpp's server for completions too) and the legacy completions
+    // form `logprobs.{tokens, token_logprobs}` (vLLM, llama-cpp-python, OpenAI).
+    if let Some(list) = c.pointer("/logprobs/content").and_then(Value::as_array) {
+        for t in list {
+            let s = t.get("token").and_then(Value::as_str).unwrap_or("");
+            let lp = t.get("logprob").and_then(Value::as_f64).unwrap_or(0.0);
+            if !lp.is_finite() {
+                return Err(format!("a non-finite log-probability {lp}"));
             }
+            tokens.push((s.to_string(), lp as f32));
         }
     } else if let (Some(ts), Some(lps)) = (
         c.pointer("/logprobs/tokens").and_then(Value::as_array),
@@ -859,5 +916,9 @@ impl Policy for RemotePolicy {
         } else {
             self.rule.max_tokens
         })
+    }
+
+    fn step_rule(&self) -> Option<&StepRule> {
+        Some(&self.rule)
     }
 }

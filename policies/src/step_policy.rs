@@ -615,6 +615,10 @@ impl Policy for LlamaPolicy {
         Some(self.step_cap(to_end))
     }
 
+    fn step_rule(&self) -> Option<&StepRule> {
+        Some(&self.rule)
+    }
+
     fn release(&self, tree: TreeId) {
         let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
         store.retain(|k, _| k.tree != tree);

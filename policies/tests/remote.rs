@@ -246,3 +246,135 @@ fn the_api_key_is_read_from_the_environment_and_never_printed() {
     bad = config(vec![]);
     assert!(Client::new(&bad).is_err());
 }
+
+/// Every stored node of searches through servers that behave as real ones do — `n` ignored,
+/// a blank line before each step, `stop` ignored, each server's finish reasons and
+/// log-probability shapes — is one step under the rule, within its token cap.
+#[test]
+fn real_server_behaviours_keep_every_node_one_step() {
+    use ponder_engine::config::{Algorithm, SearchConfig};
+    use ponder_engine::testing::synthetic::{SyntheticSpec, models, problems};
+    use ponder_engine::{Evaluator, Models, search};
+    use ponder_policies::mock_server::Flavor;
+
+    let rule = StepRule {
+        max_tokens: 24,
+        ..StepRule::default()
+    };
+    for flavor in [
+        Flavor::Vllm,
+        Flavor::LlamaServer,
+        Flavor::LlamaCppPython,
+        Flavor::Tgi,
+    ] {
+        for (leading_newline, ignore_n, ignore_stop) in [
+            (true, true, false),
+            (false, false, true),
+            (true, false, true),
+        ] {
+            let server = MockServer::start(MockConfig {
+                flavor,
+                leading_newline,
+                ignore_n,
+                ignore_stop,
+                ..MockConfig::default()
+            })
+            .unwrap();
+            let client = Arc::new(Client::new(&config(vec![server.url()])).unwrap());
+            let p: Arc<dyn Policy> = Arc::new(RemotePolicy::new(
+                client.clone(),
+                rule.clone(),
+                RemoteSampling {
+                    temperature: 0.8,
+                    top_p: 1.0,
+                },
+            ));
+            let base = models(&SyntheticSpec::default());
+            let m = Models {
+                policy: p.clone(),
+                rollout: Some(p),
+                critics: base.critics.clone(),
+                task: base.task.clone(),
+            };
+            let what =
+                format!("{flavor:?} blank {leading_newline} n {ignore_n} stop {ignore_stop}");
+            for alg in [Algorithm::Mcts, Algorithm::BestOfN] {
+                let mut cfg = SearchConfig::alphallm();
+                cfg.algorithm = alg;
+                cfg.baseline.n = 3;
+                cfg.budget.simulations = 12;
+                cfg.budget.max_depth = 3;
+                let r = search(
+                    problems(1, 4, 9).remove(0),
+                    TreeId(0),
+                    &cfg,
+                    Evaluator::direct(&m),
+                )
+                .unwrap();
+                let t = &*r.tree;
+                let nodes: Vec<NodeId> = t.node_ids().filter(|&n| n != NodeId::ROOT).collect();
+                assert!(!nodes.is_empty(), "{what}");
+                for n in nodes {
+                    let s = &t.data(n).step;
+                    assert_eq!(
+                        rule.split(&s.text).len(),
+                        1,
+                        "{what} {alg:?}: node {} holds several steps: {:?}",
+                        n.0,
+                        s.text
+                    );
+                    assert!(s.n_tokens <= 8 * rule.max_tokens, "{what}: {s:?}");
+                }
+                assert!(
+                    t.node_ids().any(|n| t.data(n).answer.is_some()),
+                    "{what} {alg:?}: no answer reached"
+                );
+            }
+            let st = client.stats();
+            assert!(
+                st.prompt_tokens > 0 && st.completion_tokens > 0,
+                "{what}: {st:?}"
+            );
+            assert_eq!(st.short_answers > 0, ignore_n, "{what}: {st:?}");
+        }
+    }
+}
+
+/// A server that ignores `stop` sends several lines for one step: the step is the first line,
+/// and every token the server generated is charged.
+#[test]
+fn lines_past_the_stop_are_cut_off_and_paid_for() {
+    let server = MockServer::start(MockConfig {
+        ignore_stop: true,
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let p = policy(&config(vec![server.url()]));
+    let (t, n) = tree(&[]);
+    let s = &expand(&p, &t, n, 1, false)[0];
+    assert!(
+        s.text.starts_with("7 + 3 = ") && s.text.ends_with('\n'),
+        "{s:?}"
+    );
+    assert_eq!(s.text.lines().count(), 1, "{s:?}");
+    assert!(!s.finished, "{s:?}");
+    // Three lines of 4-5 tokens each were generated, and the answer line: all are charged.
+    assert!(s.n_tokens > 10, "{s:?}");
+    // A blank line first: the step is the line after it, as the in-process policy makes it.
+    let server = MockServer::start(MockConfig {
+        leading_newline: true,
+        flavor: ponder_policies::mock_server::Flavor::LlamaServer,
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let p = policy(&config(vec![server.url()]));
+    let s = &expand(&p, &t, n, 1, false)[0];
+    assert!(
+        s.text.starts_with("\n7 + 3 = ") && s.text.ends_with('\n'),
+        "{s:?}"
+    );
+    assert!(
+        s.logprob < 0.0,
+        "llama.cpp's log-probability shape is read: {s:?}"
+    );
+}

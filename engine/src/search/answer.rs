@@ -116,7 +116,9 @@ fn complete(ctx: &Ctx<'_>, node: NodeId, local: &mut SearchStats) -> Result<Opti
         .and_then(|mut v| v.pop())
         .expect("contract checked: k = 1");
     local.policy_requests += 1;
-    Ok(create_children(ctx, node, vec![step], true, false, local)?.pop())
+    Ok(create_children(ctx, node, vec![step], true, false, local)?
+        .pop()
+        .and_then(|chain| chain.last().copied()))
 }
 
 /// The terminal with the best `key`, terminals with an answer first; ties go to the older node.

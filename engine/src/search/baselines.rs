@@ -44,6 +44,7 @@ pub(super) fn greedy(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
         reserve_more(tree, node, 1)?;
         node = create_children(ctx, node, steps, to_end, false, local)?
             .pop()
+            .and_then(|chain| chain.last().copied())
             .expect("k = 1");
         local.expansions += 1;
     }
@@ -178,7 +179,11 @@ pub(super) fn beam(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
             reserve_more(tree, parent, kept.len() as u32)?;
             let ids = create_children(ctx, parent, kept, to_end, false, local)?;
             local.expansions += 1;
-            open.extend(ids.into_iter().filter(|&c| !tree.data(c).terminal));
+            open.extend(
+                ids.into_iter()
+                    .filter_map(|chain| chain.last().copied())
+                    .filter(|&c| !tree.data(c).terminal),
+            );
         }
         let mut keyed: Vec<(f32, NodeId)> =
             open.into_iter().map(|n| (beam_key(ctx, n), n)).collect();

@@ -30,7 +30,7 @@ use crate::batcher::{Evaluator, ExpandSpec};
 use crate::config::{Algorithm, BackupRule, ExpansionMode, SearchConfig};
 use crate::critic::{CriticKind, PrmAggregate};
 use crate::error::{Error, Result};
-use crate::policy::Policy;
+use crate::policy::{Policy, StepRule};
 use crate::rng::{hash_bytes, mix};
 use crate::tree::{Eval, NodeData, NodeId, PathRef, Tree, TreeId};
 use crate::types::{Problem, Step};
@@ -67,6 +67,10 @@ pub struct SearchStats {
     pub duplicates: u64,
     /// Simulations that ended at a node the policy could not extend.
     pub dead_ends: u64,
+    /// Steps a policy returned past the step rule's first boundary, cut there.
+    pub cut_steps: u64,
+    /// Nodes added by storing whole solutions as chains of steps (beyond one node each).
+    pub split_steps: u64,
     /// Deepest node.
     pub max_depth: u32,
     /// Wall time, milliseconds (summed over trees when several searches' stats are added).
@@ -88,6 +92,8 @@ impl std::ops::AddAssign for SearchStats {
         self.resamples += o.resamples;
         self.duplicates += o.duplicates;
         self.dead_ends += o.dead_ends;
+        self.cut_steps += o.cut_steps;
+        self.split_steps += o.split_steps;
         self.max_depth = self.max_depth.max(o.max_depth);
         self.wall_ms += o.wall_ms;
     }
@@ -613,9 +619,9 @@ fn simulate(
             abort_path(tree, path);
             return Ok(Sim::Stopped);
         }
-        let next = if created.is_empty() {
+        let chain: Chain = if created.is_empty() {
             match scan.best {
-                Some(c) => c,
+                Some(c) => vec![c],
                 None if is_dead_end(tree, cfg, node) => {
                     local.dead_ends += 1;
                     let s = tree.eval(node).map_or(0.0, |e| e.score);
@@ -627,15 +633,25 @@ fn simulate(
                 }
             }
         } else if created.len() == 1 {
-            created[0]
+            created[0].clone()
         } else {
             // Full expansion: pick among the fresh children by the selection rule.
-            select::scan(tree, cfg, node, node == root)
+            let best = select::scan(tree, cfg, node, node == root)
                 .best
-                .unwrap_or(created[0])
+                .unwrap_or(created[0][0]);
+            created
+                .iter()
+                .find(|c| c[0] == best)
+                .cloned()
+                .unwrap_or_else(|| vec![best])
         };
-        tree.enter(next);
-        path.push(next);
+        // A new chain (a whole solution stored step by step) is entered to its end: its last
+        // node's score is what this simulation found.
+        for &n in &chain {
+            tree.enter(n);
+            path.push(n);
+        }
+        let next = *chain.last().expect("a chain has a head");
         if !created.is_empty() && !cfg.expansion.descend_to_terminal {
             let s = tree.eval(next).map_or(0.0, |e| e.score);
             return done(path, tally, s);
@@ -659,7 +675,7 @@ fn try_expand(
     depth: u32,
     importance: f64,
     local: &mut SearchStats,
-) -> Result<Vec<NodeId>> {
+) -> Result<Vec<Chain>> {
     let tree = &**ctx.tree;
     let cfg = ctx.cfg;
     if tree.is_frozen(node) {
@@ -709,7 +725,7 @@ fn expand_one(
     node: NodeId,
     slot: u32,
     local: &mut SearchStats,
-) -> Result<Vec<NodeId>> {
+) -> Result<Vec<Chain>> {
     let tree = &**ctx.tree;
     let cfg = ctx.cfg;
     let merge = &cfg.expansion.merge;
@@ -775,12 +791,7 @@ fn expand_one(
 
 /// Full expansion (MCTS-DPO): `k` candidates in one request; exact duplicates (and, with an
 /// edit-distance threshold, near-duplicates) of an earlier candidate are dropped.
-fn expand_full(
-    ctx: &Ctx<'_>,
-    node: NodeId,
-    k: u32,
-    local: &mut SearchStats,
-) -> Result<Vec<NodeId>> {
+fn expand_full(ctx: &Ctx<'_>, node: NodeId, k: u32, local: &mut SearchStats) -> Result<Vec<Chain>> {
     let tree = &**ctx.tree;
     let cfg = ctx.cfg;
     let to_end = must_finish(tree, cfg, node);
@@ -852,12 +863,107 @@ pub(crate) fn reserve_more(tree: &Tree, node: NodeId, k: u32) -> Result<bool> {
     Ok(tree.reserve(node, k, u32::MAX, k, false)?.is_some())
 }
 
+/// New nodes from one candidate: a single step, or a whole solution split into its steps (head
+/// first). Callers that continue from a candidate continue from its last node.
+pub(crate) type Chain = Vec<NodeId>;
+
+/// Holds a candidate to the policy's step rule ([`Policy::step_rule`]): a step (not `to_end`)
+/// that runs past its first boundary is cut there; a whole solution becomes one step per piece
+/// the rule makes of it. Token counts and log-probabilities are shared out by bytes (the
+/// pieces' sums equal the candidate's), a piece over the rule's token cap is cut into even
+/// parts, and the token ids are kept only by a candidate left whole (re-tokenising is the
+/// policy's business).
+fn conform(
+    rule: Option<&StepRule>,
+    step: Step,
+    to_end: bool,
+    local: &mut SearchStats,
+) -> Vec<Step> {
+    let Some(rule) = rule else {
+        return vec![step];
+    };
+    let mut pieces = rule.split(&step.text);
+    if pieces.is_empty() {
+        return vec![step];
+    }
+    if !to_end {
+        pieces.truncate(1);
+    }
+    let whole = pieces.len() == 1 && pieces[0].start == 0 && pieces[0].end == step.text.len();
+    if !to_end && !whole {
+        local.cut_steps += 1;
+    }
+    if whole && (!to_end || step.n_tokens <= rule.max_tokens) {
+        let mut step = step;
+        step.finished |= pieces[0].finished;
+        return vec![step];
+    }
+    // Even parts of any piece whose share of the tokens is over the cap.
+    let total = step.text.len().max(1) as f64;
+    let share = |len: usize| f64::from(step.n_tokens) * len as f64 / total;
+    let mut parts: Vec<(usize, usize, bool)> = Vec::with_capacity(pieces.len());
+    for p in &pieces {
+        let n = (share(p.end - p.start) / f64::from(rule.max_tokens.max(1))).ceil() as usize;
+        let n = if to_end { n.max(1) } else { 1 };
+        let mut at = p.start;
+        for i in 1..=n {
+            let mut end = if i == n {
+                p.end
+            } else {
+                p.start + (p.end - p.start) * i / n
+            };
+            while !step.text.is_char_boundary(end) {
+                end += 1;
+            }
+            if end > at {
+                parts.push((at, end, p.finished && end == p.end));
+                at = end;
+            }
+        }
+    }
+    let last_end = parts.last().map_or(0, |p| p.1);
+    let n_parts = parts.len();
+    // Integer shares of the token count that add up to it (largest remainders last).
+    let mut given = 0u32;
+    let mut out = Vec::with_capacity(n_parts);
+    for (i, &(a, b, finished)) in parts.iter().enumerate() {
+        let upto = if i + 1 == n_parts {
+            step.n_tokens
+        } else {
+            (f64::from(step.n_tokens) * b as f64 / total).round() as u32
+        }
+        .clamp(given, step.n_tokens);
+        let n_tokens = upto - given;
+        given = upto;
+        out.push(Step {
+            text: step.text[a..b].to_string(),
+            tokens: None,
+            logprob: step.logprob * (b - a) as f32 / total as f32,
+            n_tokens,
+            reused_tokens: if i == 0 { step.reused_tokens } else { 0 },
+            finished: finished || (i + 1 == n_parts && step.finished && b == step.text.len()),
+            cache_key: None,
+        });
+    }
+    if to_end && n_parts > 1 {
+        local.split_steps += (n_parts - 1) as u64;
+    }
+    debug_assert!(last_end <= step.text.len());
+    out
+}
+
 /// Allocates, scores and links children of `node` (INV-2: data, then eval, then link). The
-/// caller holds a reservation for every step (INV-4).
+/// caller holds a reservation for every step (INV-4). Each step is first held to the policy's
+/// step rule ([`conform`]): a whole solution (`to_end`) becomes a chain of nodes, one per step,
+/// linked as one ([`Tree::link_chain`]); its last node is terminal, and a node inside it is
+/// terminal (ending the chain there) only when the task says so. A chain's inner nodes take no
+/// other children (their child blocks hold one slot), and its nodes may lie past
+/// `budget.max_depth`. Fast rollouts run only from candidates left whole (a chain already
+/// holds its completion).
 ///
 /// With `dedup`, a child whose step equals a sibling published meanwhile (by another thread) is
-/// dropped at link time; the caller gives back its reservation (returned ids are the linked
-/// children only).
+/// dropped at link time; the caller gives back its reservation (returned chains are the linked
+/// ones only).
 pub(crate) fn create_children(
     ctx: &Ctx<'_>,
     node: NodeId,
@@ -865,16 +971,27 @@ pub(crate) fn create_children(
     to_end: bool,
     dedup: bool,
     local: &mut SearchStats,
-) -> Result<Vec<NodeId>> {
+) -> Result<Vec<Chain>> {
     let tree = &**ctx.tree;
     let cfg = ctx.cfg;
     let task = &ctx.eval.models().task;
+    let rule = ctx.eval.models().policy.step_rule();
     let depth = tree.depth(node) + 1;
+    let mut rests: Vec<Vec<Step>> = Vec::with_capacity(steps.len());
     let datas: Vec<NodeData> = steps
         .into_iter()
         .map(|step| {
+            let mut pieces = conform(rule, step, to_end, local).into_iter();
+            let step = pieces.next().expect("conform keeps at least one piece");
+            let mut rest: Vec<Step> = pieces.collect();
             let path = PathRef::with_extra(tree, node, &step);
-            let terminal = to_end || depth >= cfg.budget.max_depth || task.is_terminal(&path);
+            let task_done = task.is_terminal(&path);
+            if task_done {
+                rest.clear();
+            }
+            let terminal =
+                task_done || (rest.is_empty() && (to_end || depth >= cfg.budget.max_depth));
+            rests.push(rest);
             let answer = if terminal {
                 task.extract_answer(&path.text())
             } else {
@@ -890,23 +1007,104 @@ pub(crate) fn create_children(
         })
         .collect();
     let ids = tree.alloc_many(datas)?;
-    let evals = evaluate(ctx, node, &ids, local)?;
-    // MCTS-DPO initialises a new node's Q to V(parent) + r; V = Q - r for the parent.
-    let parent_v = tree.q(node) - tree.eval(node).map_or(0.0, |e| f64::from(e.reward));
+    // The rest of each chain, allocated node by node below its head (unreachable until linked).
+    let mut chains: Vec<Chain> = Vec::with_capacity(ids.len());
+    for (&head, rest) in ids.iter().zip(rests) {
+        let mut chain = vec![head];
+        let n_rest = rest.len();
+        for (i, step) in rest.into_iter().enumerate() {
+            let above = *chain.last().expect("the head");
+            let path = PathRef::with_extra(tree, above, &step);
+            let terminal = i + 1 == n_rest || task.is_terminal(&path);
+            let answer = if terminal {
+                task.extract_answer(&path.text())
+            } else {
+                None
+            };
+            let data = NodeData {
+                parent: above,
+                depth: tree.depth(above) + 1,
+                step,
+                terminal,
+                answer,
+            };
+            let id = tree.alloc_many(vec![data])?[0];
+            // A one-slot block: the chain's inner node takes no other child.
+            tree.reserve(above, 1, 1, 1, true)?;
+            chain.push(id);
+            if terminal {
+                break;
+            }
+        }
+        chains.push(chain);
+    }
+    let whole: Vec<bool> = chains.iter().map(|c| c.len() == 1).collect();
+    let above = Above::of(tree, cfg, node);
+    let evals = evaluate(ctx, &above, &ids, &whole, local)?;
     let mut linked = Vec::with_capacity(ids.len());
-    for (&id, e) in ids.iter().zip(evals) {
-        let q0 = parent_v + f64::from(e.reward);
-        if !tree.link_new(node, id, e, q0, dedup) {
+    for (chain, e) in chains.into_iter().zip(evals) {
+        let mut scored = vec![(chain[0], e, above.v + f64::from(e.reward))];
+        let mut up = above.next(cfg, &e, scored[0].2);
+        for &id in &chain[1..] {
+            let e = evaluate(ctx, &up, &[id], &[false], local)?[0];
+            let q0 = up.v + f64::from(e.reward);
+            up = up.next(cfg, &e, q0);
+            scored.push((id, e, q0));
+        }
+        if !tree.link_chain(node, &scored, dedup) {
             local.duplicates += 1;
             continue;
         }
-        if tree.is_terminal(id) {
+        if chain.iter().any(|&n| tree.is_terminal(n)) {
             // Relaxed: a budget counter (AlphaLLM's min_terminals).
             ctx.shared.terminals.fetch_add(1, Ordering::Relaxed);
         }
-        linked.push(id);
+        linked.push(chain);
     }
     Ok(linked)
+}
+
+/// What scoring a new node needs from the node above it: its score, the PRM scores along its
+/// path (kept only for aggregates other than `latest`), and its MCTS-DPO value `V = Q - r`.
+#[derive(Clone, Debug)]
+struct Above {
+    score: f32,
+    prms: Vec<f32>,
+    v: f64,
+}
+
+impl Above {
+    /// For a linked (scored) node.
+    fn of(tree: &Tree, cfg: &SearchConfig, node: NodeId) -> Above {
+        let prms = if cfg.scoring.prm_aggregate == PrmAggregate::Latest {
+            Vec::new()
+        } else {
+            tree.path_to(node)
+                .into_iter()
+                .filter_map(|n| tree.eval(n).and_then(|e| e.prm))
+                .collect()
+        };
+        Above {
+            score: tree.eval(node).map_or(0.0, |e| e.score),
+            prms,
+            v: tree.q(node) - tree.eval(node).map_or(0.0, |e| f64::from(e.reward)),
+        }
+    }
+
+    /// For a node just scored `e` (with initial Q `q0`) below this one.
+    fn next(&self, cfg: &SearchConfig, e: &Eval, q0: f64) -> Above {
+        let mut prms = self.prms.clone();
+        if cfg.scoring.prm_aggregate != PrmAggregate::Latest
+            && let Some(p) = e.prm
+        {
+            prms.push(p);
+        }
+        Above {
+            score: e.score,
+            prms,
+            v: q0 - f64::from(e.reward),
+        }
+    }
 }
 
 /// Scores the root (value critic on the bare prompt) before the search starts.
@@ -939,8 +1137,9 @@ fn evaluate_root(ctx: &Ctx<'_>, local: &mut SearchStats) -> Result<()> {
 /// rollouts and the terminal outcome reward.
 fn evaluate(
     ctx: &Ctx<'_>,
-    parent: NodeId,
+    above: &Above,
     ids: &[NodeId],
+    whole: &[bool],
     local: &mut SearchStats,
 ) -> Result<Vec<Eval>> {
     let tree = &**ctx.tree;
@@ -970,17 +1169,10 @@ fn evaluate(
         scores.next().flatten(),
     );
     local.critic_requests += n_critics(&value) + n_critics(&prm) + n_critics(&orm_terminal);
-    let rollout_orm = rollouts(ctx, ids, local)?;
+    let rollout_orm = rollouts(ctx, ids, whole, local)?;
 
-    let parent_score = tree.eval(parent).map_or(0.0, |e| e.score);
-    let parent_prms = if sc.prm_aggregate != PrmAggregate::Latest && prm.is_some() {
-        tree.path_to(parent)
-            .into_iter()
-            .filter_map(|n| tree.eval(n).and_then(|e| e.prm))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let parent_score = above.score;
+    let parent_prms = &above.prms;
     let problem = tree.problem();
     let task = &ctx.eval.models().task;
     let mut t_idx = 0;
@@ -1054,6 +1246,7 @@ fn evaluate(
 fn rollouts(
     ctx: &Ctx<'_>,
     ids: &[NodeId],
+    whole: &[bool],
     local: &mut SearchStats,
 ) -> Result<Option<Vec<Option<f32>>>> {
     let n = ctx.cfg.scoring.rollouts;
@@ -1062,10 +1255,10 @@ fn rollouts(
         return Ok(None);
     }
     let tree = &**ctx.tree;
-    let open: Vec<NodeId> = ids
-        .iter()
-        .copied()
-        .filter(|&i| !tree.data(i).terminal)
+    let wants = |j: usize| !tree.data(ids[j]).terminal && whole[j];
+    let open: Vec<NodeId> = (0..ids.len())
+        .filter(|&j| wants(j))
+        .map(|j| ids[j])
         .collect();
     if open.is_empty() {
         return Ok(None);
@@ -1098,8 +1291,8 @@ fn rollouts(
     local.critic_requests += scores.len() as u64;
     let mut out = vec![None; ids.len()];
     let mut it = scores.chunks(n as usize);
-    for (slot, &id) in out.iter_mut().zip(ids) {
-        if !tree.data(id).terminal {
+    for (j, slot) in out.iter_mut().enumerate() {
+        if wants(j) {
             let chunk = it.next().expect("one chunk per open node");
             *slot = Some(chunk.iter().sum::<f32>() / chunk.len() as f32);
         }

@@ -32,6 +32,12 @@
 //!   tallies its simulations and credits them when its phase ends, so no simulation writes the
 //!   root's cache line (the most contended one); once the workers are joined INV-6 holds there
 //!   too.
+//! - **INV-7 (one step per node).** When the policy states its step rule
+//!   ([`crate::Policy::step_rule`]), every node's step is exactly one step under it: the search
+//!   cuts a step that runs past its first boundary and stores a whole solution as a chain of
+//!   nodes, linked as one ([`Tree::link_chain`]: bottom-up, the head last, so the chain is
+//!   published whole). A chain's inner nodes have one-slot child blocks. Tested for every
+//!   algorithm in `tests/step_rule.rs`.
 //!
 //! Statistics (`counts`, `value_sum`, `q`) use `Relaxed` operations: during a search they only
 //! steer selection, which tolerates stale values, and after the workers are joined the join gives
@@ -603,6 +609,43 @@ impl Tree {
             self.link(parent, child);
         }
         !dup
+    }
+
+    /// Links a chain of new nodes below `parent` as one: `chain[0]` becomes a child of `parent`
+    /// and each later node a child of the one before (each already holds a reservation on its
+    /// parent, INV-4). Evals are set and links made from the bottom up, so the chain is published
+    /// whole by the head's link (INV-2 for every node: data, then eval, then link). With
+    /// `dedup`, the head is checked against its published siblings under the parent's
+    /// `LINKING` flag as in [`Tree::link_new`]; a rejected chain keeps no evaluation and stays
+    /// unreachable. Returns whether it was linked.
+    pub(crate) fn link_chain(
+        &self,
+        parent: NodeId,
+        chain: &[(NodeId, Eval, f64)],
+        dedup: bool,
+    ) -> bool {
+        let Some(&(head, head_eval, head_q)) = chain.first() else {
+            return false;
+        };
+        let _guard = dedup.then(|| LinkGuard::acquire(&self.node(parent).flags));
+        if dedup {
+            let text = &self.data(head).step.text;
+            if self
+                .children(parent)
+                .any(|c| &self.data(c).step.text == text)
+            {
+                return false;
+            }
+        }
+        for w in chain.windows(2).rev() {
+            let (above, (child, eval, q0)) = (w[0].0, w[1]);
+            self.set_eval(child, eval, q0);
+            // Nobody can reach `above` yet: this link is published by the head's below.
+            self.link(above, child);
+        }
+        self.set_eval(head, head_eval, head_q);
+        self.link(parent, head);
+        true
     }
 
     /// Iterates over the published children of `id`, oldest first (creation order under one
