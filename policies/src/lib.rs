@@ -5,9 +5,11 @@
 //! Burn ([`llama`], logit-for-logit equal to HF transformers on the default model) with batched,
 //! padded decoding, and the engine's step policy over it with a tree-shared KV cache
 //! ([`step_policy`]). [`backend`] picks the Burn device. [`remote`] serves the policy over
-//! OpenAI-compatible HTTP instead; [`mock_server`] is a local test double of such a server.
+//! OpenAI-compatible HTTP instead; [`mock_server`] is a local test double of such a server, and
+//! [`conformance`] measures a real one against what the remote policy needs.
 
 pub mod backend;
+pub mod conformance;
 pub mod dpo;
 pub mod error;
 pub mod gguf;

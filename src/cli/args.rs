@@ -666,6 +666,28 @@ pub(crate) struct BenchRemoteArgs {
     /// Requests in flight per endpoint in the parallel run.
     #[arg(long, default_value_t = 64)]
     pub(crate) concurrency: usize,
+    /// Check a real OpenAI-compatible server instead of timing the mock: probe what it honours
+    /// (`n`, `stop`, log-probabilities, finish reasons, requests served at once), then search
+    /// `--problems` level-1 word problems through it and check every stored step against the
+    /// step rule and its token cap (exits non-zero on a violation).
+    #[arg(long, value_name = "URL")]
+    pub(crate) endpoint: Option<String>,
+    /// The served model's name (the `model` field of requests), with --endpoint.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) remote_model: Option<String>,
+    /// How the prompt is rendered for the completions API, with --endpoint: plain, chatml,
+    /// llama3, mistral, llama2, zephyr.
+    #[arg(long, value_name = "NAME", value_parser = parse_template)]
+    pub(crate) template: Option<ponder::policies::remote::Template>,
+    /// A TOML config file for the search through --endpoint (flags override it).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+}
+
+fn parse_template(s: &str) -> Result<ponder::policies::remote::Template, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
+        format!("unknown template `{s}` (plain, chatml, llama3, mistral, llama2, zephyr)")
+    })
 }
 
 /// `ponder bench policy`.

@@ -21,6 +21,9 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
 /// flight), parallel (every worker sends its requests when it needs them) and parallel through
 /// the client-side batcher; the ratios of their wall times.
 fn remote(a: BenchRemoteArgs) -> Result<()> {
+    if let Some(url) = a.endpoint.clone() {
+        return conformance(&a, &url);
+    }
     use ponder::engine::testing::synthetic;
     use ponder::policies::mock_server::{MockConfig, MockServer};
     anyhow::ensure!(
@@ -72,6 +75,87 @@ fn remote(a: BenchRemoteArgs) -> Result<()> {
         "speedup={:.1} speedup_batched={:.1}",
         wall[0] / wall[1],
         wall[0] / wall[2]
+    );
+    Ok(())
+}
+
+/// `bench remote --endpoint`: the server probe, then a search whose every stored node is checked
+/// against the step rule.
+fn conformance(a: &BenchRemoteArgs, url: &str) -> Result<()> {
+    use ponder::critics::problems::{Split, word_problems};
+    use ponder::policies::conformance::{check_tree, probe};
+    let mut c = match &a.config {
+        Some(p) => FileConfig::load(p, None)?,
+        None => FileConfig::default(),
+    };
+    c.policy.kind = PolicyKind::Remote;
+    c.policy.remote.endpoints = vec![url.to_string()];
+    if let Some(m) = &a.remote_model {
+        c.policy.remote.model = m.clone();
+    }
+    if let Some(t) = a.template {
+        c.policy.remote.template = t;
+    }
+    c.search.budget.simulations = a.simulations;
+    c.search.parallel.threads = a.threads;
+    c.validate()?;
+    let problems = word_problems(a.problems.max(1), 1, 1, Split::Dev);
+    let (models, client, _) = super::run::models_with_client(&c, &problems)?;
+    let client = client.ok_or_else(|| anyhow::anyhow!("the remote policy has no client"))?;
+    let prompt = models.task.prompt(&problems[0]);
+    let concurrent = a.concurrency.clamp(1, 8);
+    let p = probe(&client, &prompt, c.policy.step.max_tokens, concurrent)?;
+    println!(
+        "probe endpoint={url} model={} n_answered={}/3 stop_honoured={} logprobs={} finish_reasons={} stop_reason={} single_s={:.2} concurrent={} concurrent_s={:.2} effective_parallelism={:.2} prompt_tokens={}",
+        c.policy.remote.model,
+        p.n_answered,
+        p.stop_honoured,
+        p.logprobs,
+        p.finish_reasons
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("|"),
+        p.stop_reason,
+        p.single_secs,
+        p.concurrent,
+        p.concurrent_secs,
+        p.effective_parallelism,
+        p.prompt_tokens
+    );
+    let rule = c.policy.step.clone();
+    let before = client.stats();
+    let (mut nodes, mut violations) = (0usize, 0usize);
+    let s = super::run::run_problems(&c, &models, &problems, a.parallel_trees, true, |_, p, r| {
+        let r = r?;
+        nodes += r.tree.node_ids().count().saturating_sub(1);
+        for v in check_tree(&r.tree, &rule, rule.max_tokens) {
+            violations += 1;
+            println!("violation problem={} node={} {}", p.id, v.node, v.message);
+        }
+        Ok(())
+    })?;
+    let st = client.stats();
+    let completion = st.completion_tokens - before.completion_tokens;
+    let prompt_tokens = st.prompt_tokens - before.prompt_tokens;
+    println!(
+        "search problems={} simulations={} nodes={nodes} violations={violations} steps_cut={} split_steps={} requests={} retries={} short_answers={} generated_tokens={} server_completion_tokens={completion} server_prompt_tokens={prompt_tokens} prompt_per_generated={:.1} tokens_per_sec={:.1} wall_s={:.1} accuracy={:.2}",
+        s.problems,
+        s.stats.simulations,
+        s.stats.cut_steps,
+        s.stats.split_steps,
+        st.attempts - before.attempts,
+        st.retries - before.retries,
+        st.short_answers - before.short_answers,
+        s.stats.tokens,
+        prompt_tokens as f64 / s.stats.tokens.max(1) as f64,
+        s.tokens_per_sec,
+        s.wall_seconds,
+        s.accuracy().unwrap_or(0.0)
+    );
+    anyhow::ensure!(
+        violations == 0,
+        "{violations} stored nodes break the step rule"
     );
     Ok(())
 }

@@ -198,7 +198,17 @@ pub(crate) fn run(args: GenerateArgs, quiet: bool) -> Result<()> {
     let status = move || {
         status_client.as_ref().map_or(String::new(), |c| {
             let s = c.stats();
-            format!(" in flight {} retries {}", c.in_flight(), s.retries)
+            format!(
+                " in flight {} retries {} prompt/token {:.0}{}",
+                c.in_flight(),
+                s.retries,
+                s.prompt_per_completion(),
+                if s.short_answers > 0 {
+                    " (server ignores n)"
+                } else {
+                    ""
+                }
+            )
         })
     };
     let summary = run_problems_with(

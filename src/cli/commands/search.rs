@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::{Context, Result, bail};
 use ponder::engine::{Problem, SearchReport, extract};
 
-use super::run::{chain, load_problems, models, resolve_config, run_problems};
+use super::run::{chain, load_problems, models_with_client, resolve_config, run_problems};
 use crate::cli::args::SearchArgs;
 
 pub(crate) fn run(args: SearchArgs, quiet: bool) -> Result<()> {
@@ -22,7 +22,7 @@ pub(crate) fn run(args: SearchArgs, quiet: bool) -> Result<()> {
             bail!("nothing to search: give a question, --dataset FILE or --synthetic N")
         }
     };
-    let models = models(&cfg, &problems)?;
+    let (models, client, _) = models_with_client(&cfg, &problems)?;
     let single = problems.len() == 1;
     if !single && (args.dump_tree.is_some() || args.dot.is_some()) {
         bail!("--dump-tree and --dot need a single problem");
@@ -98,6 +98,19 @@ pub(crate) fn run(args: SearchArgs, quiet: bool) -> Result<()> {
             summary.nodes_per_sec
         );
     }
+    if let (Some(c), false) = (&client, args.json) {
+        // What limits a run against a server: requests, what it re-reads per generated token,
+        // and whether it ignores `n` (one request per sample then).
+        let st = c.stats();
+        println!(
+            "remote: requests={} retries={} generated_tokens={} prompt_tokens_per_generated={:.1} n_ignored={}",
+            st.attempts,
+            st.retries,
+            st.completion_tokens,
+            st.prompt_per_completion(),
+            st.short_answers > 0
+        );
+    }
     if summary.failed > 0 {
         bail!(
             "{} of {} problems failed (see the log)",
@@ -159,5 +172,14 @@ fn print_single(out: &mut impl Write, p: &Problem, rep: &SearchReport) -> Result
         s.wall_ms,
         rep.stop
     )?;
+    if s.cut_steps > 0 || s.split_steps > 0 {
+        // Steps the policy returned past the step rule were cut; whole solutions were stored
+        // one step per node (INV-7).
+        writeln!(
+            out,
+            "steps: cut_to_rule={} chain_nodes={}",
+            s.cut_steps, s.split_steps
+        )?;
+    }
     Ok(())
 }
