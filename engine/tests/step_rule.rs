@@ -198,6 +198,20 @@ fn whole_solutions_become_chains_with_the_same_answers() {
             v
         };
         assert_eq!(answers(&plain), answers(&chained), "seed {seed}");
+        // Ranked alike: a chain's end is scored as the whole solution was.
+        let chosen = |r: &SearchReport| r.answer.as_ref().and_then(|a| a.answer.clone());
+        assert_eq!(chosen(&plain), chosen(&chained), "seed {seed}");
+        let scores = |r: &SearchReport| {
+            let t = &*r.tree;
+            let mut v: Vec<u32> = t
+                .node_ids()
+                .filter(|&n| t.data(n).terminal)
+                .map(|n| t.eval(n).unwrap().score.to_bits())
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(scores(&plain), scores(&chained), "seed {seed}");
         // Each chain's last node is terminal and sits at the depth of its solution's lines.
         let t = &*chained.tree;
         for n in t.node_ids().filter(|&n| t.data(n).terminal) {

@@ -955,7 +955,8 @@ fn conform(
 /// Allocates, scores and links children of `node` (INV-2: data, then eval, then link). The
 /// caller holds a reservation for every step (INV-4). Each step is first held to the policy's
 /// step rule ([`conform`]): a whole solution (`to_end`) becomes a chain of nodes, one per step,
-/// linked as one ([`Tree::link_chain`]); its last node is terminal, and a node inside it is
+/// linked as one ([`Tree::link_chain`]); its last node is terminal and carries the critics' score
+/// of the whole solution (so solutions rank as they did unsplit), and a node inside it is
 /// terminal (ending the chain there) only when the task says so. A chain's inner nodes take no
 /// other children (their child blocks hold one slot), and its nodes may lie past
 /// `budget.max_depth`. Fast rollouts run only from candidates left whole (a chain already
@@ -978,9 +979,16 @@ pub(crate) fn create_children(
     let rule = ctx.eval.models().policy.step_rule();
     let depth = tree.depth(node) + 1;
     let mut rests: Vec<Vec<Step>> = Vec::with_capacity(steps.len());
+    let mut wholes: Vec<Step> = Vec::with_capacity(steps.len());
     let datas: Vec<NodeData> = steps
         .into_iter()
         .map(|step| {
+            // The candidate as generated, kept to score the end of its chain.
+            let whole = if to_end {
+                step.clone()
+            } else {
+                Step::default()
+            };
             let mut pieces = conform(rule, step, to_end, local).into_iter();
             let step = pieces.next().expect("conform keeps at least one piece");
             let mut rest: Vec<Step> = pieces.collect();
@@ -992,6 +1000,7 @@ pub(crate) fn create_children(
             let terminal =
                 task_done || (rest.is_empty() && (to_end || depth >= cfg.budget.max_depth));
             rests.push(rest);
+            wholes.push(whole);
             let answer = if terminal {
                 task.extract_answer(&path.text())
             } else {
@@ -1040,13 +1049,31 @@ pub(crate) fn create_children(
     }
     let whole: Vec<bool> = chains.iter().map(|c| c.len() == 1).collect();
     let above = Above::of(tree, cfg, node);
-    let evals = evaluate(ctx, &above, &ids, &whole, local)?;
+    let evals = evaluate(ctx, &above, &ids, &whole, None, local)?;
     let mut linked = Vec::with_capacity(ids.len());
-    for (chain, e) in chains.into_iter().zip(evals) {
+    for ((chain, e), whole_step) in chains.into_iter().zip(evals).zip(wholes) {
         let mut scored = vec![(chain[0], e, above.v + f64::from(e.reward))];
         let mut up = above.next(cfg, &e, scored[0].2);
-        for &id in &chain[1..] {
-            let e = evaluate(ctx, &up, &[id], &[false], local)?[0];
+        for (j, &id) in chain.iter().enumerate().skip(1) {
+            let e = if j + 1 == chain.len() {
+                // The end of the chain is scored as the search scores a whole solution: the
+                // critics read the solution as one step after the chain's parent, so ranking
+                // solutions does not change with how they are stored.
+                let e = evaluate(
+                    ctx,
+                    &above,
+                    &[id],
+                    &[false],
+                    Some((node, &whole_step)),
+                    local,
+                )?[0];
+                Eval {
+                    reward: e.score - up.score,
+                    ..e
+                }
+            } else {
+                evaluate(ctx, &up, &[id], &[false], None, local)?[0]
+            };
             let q0 = up.v + f64::from(e.reward);
             up = up.next(cfg, &e, q0);
             scored.push((id, e, q0));
@@ -1140,17 +1167,24 @@ fn evaluate(
     above: &Above,
     ids: &[NodeId],
     whole: &[bool],
+    seen_as: Option<(NodeId, &Step)>,
     local: &mut SearchStats,
 ) -> Result<Vec<Eval>> {
     let tree = &**ctx.tree;
     let cfg = ctx.cfg;
     let sc = &cfg.scoring;
-    let all: Vec<(NodeId, Option<Step>)> = ids.iter().map(|&i| (i, None)).collect();
+    // What the critics read for each node: its own path, or (`seen_as`, for the one node of a
+    // chain's end) the path above the chain with the whole solution as its last step.
+    let target = |i: NodeId| match seen_as {
+        Some((anchor, step)) => (anchor, Some(step.clone())),
+        None => (i, None),
+    };
+    let all: Vec<(NodeId, Option<Step>)> = ids.iter().map(|&i| target(i)).collect();
     let n_critics = |v: &Option<Vec<f32>>| v.as_ref().map_or(0, |v| v.len() as u64);
     let terminal: Vec<(NodeId, Option<Step>)> = ids
         .iter()
         .filter(|&&i| tree.is_terminal(i))
-        .map(|&i| (i, None))
+        .map(|&i| target(i))
         .collect();
     let mut scores = ctx
         .eval

@@ -1190,6 +1190,48 @@ mod loom_models {
         });
     }
 
+    /// A chain linked as one (INV-7): a reader that sees its head also sees the rest of it, with
+    /// data and evaluation (the head's link publishes the links made below it first).
+    #[test]
+    fn a_chain_is_published_whole() {
+        loom::model(|| {
+            let t = Arc::new(Tree::new(
+                TreeId(0),
+                Problem::new("p", "q"),
+                String::new(),
+                0,
+                16,
+            ));
+            let writer = {
+                let t = t.clone();
+                loom::thread::spawn(move || {
+                    t.reserve(NodeId::ROOT, 1, 1, 1, false).unwrap().unwrap();
+                    let head = t.alloc(data(NodeId::ROOT, "a\n")).unwrap();
+                    let tail = t.alloc(data(head, "b\n")).unwrap();
+                    t.reserve(head, 1, 1, 1, true).unwrap().unwrap();
+                    let e = Eval {
+                        score: 0.5,
+                        ..Eval::default()
+                    };
+                    assert!(t.link_chain(NodeId::ROOT, &[(head, e, 0.0), (tail, e, 0.0)], true));
+                })
+            };
+            for head in t.children(NodeId::ROOT) {
+                assert_eq!(t.eval(head).map(|e| e.score), Some(0.5));
+                let below: Vec<NodeId> = t.children(head).collect();
+                assert_eq!(
+                    below.len(),
+                    1,
+                    "the chain's rest is published with its head"
+                );
+                assert_eq!(t.data(below[0]).step.text, "b\n");
+                assert_eq!(t.eval(below[0]).map(|e| e.score), Some(0.5));
+            }
+            writer.join().unwrap();
+            assert_eq!(t.child_count(NodeId::ROOT), 1);
+        });
+    }
+
     /// Two threads link children concurrently: both links survive (INV-3).
     #[test]
     fn concurrent_links_both_survive() {
