@@ -6,13 +6,15 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ponder_engine::config::{Algorithm, AnswerRule, SearchConfig};
+use ponder_engine::config::SearchConfig;
 use ponder_engine::testing::synthetic::{SyntheticSpec, models, problems};
 use ponder_engine::{
     BatchConfig, Batcher, BoxError, Evaluator, ExpandRequest, Models, Policy, Step, StopReason,
     TreeId, search,
 };
 use proptest::prelude::*;
+
+mod common;
 
 /// A test double that counts every token its inner policy generates.
 struct CountingPolicy {
@@ -54,27 +56,11 @@ fn counted(m: &Models) -> (Models, Arc<CountingPolicy>) {
 }
 
 fn config(alg: u8, budget: u64, threads: u32, rollouts: u32) -> SearchConfig {
-    let mut cfg = match alg {
-        0 => SearchConfig::alphallm(),
-        1 => SearchConfig::mcts_dpo(),
-        _ => {
-            let mut c = SearchConfig::alphallm();
-            c.algorithm = match alg {
-                2 => Algorithm::Greedy,
-                3 => Algorithm::BestOfN,
-                4 => Algorithm::SelfConsistency,
-                _ => Algorithm::Beam,
-            };
-            c.baseline.fill_budget = true;
-            c.baseline.n = 4;
-            c
-        }
-    };
+    let mut cfg = common::algorithm(alg, threads);
+    cfg.baseline.fill_budget = alg >= 2;
     cfg.budget.simulations = 100_000;
     cfg.budget.max_tokens = Some(budget);
-    cfg.parallel.threads = threads;
     cfg.scoring.rollouts = rollouts;
-    cfg.answer = AnswerRule::MostVisited;
     cfg
 }
 

@@ -7,12 +7,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ponder_engine::config::{Algorithm, AnswerRule, SearchConfig};
+use ponder_engine::config::SearchConfig;
 use ponder_engine::testing::synthetic::{SyntheticSpec, models, problems};
 use ponder_engine::{
     BatchConfig, Batcher, Boundary, BoxError, Evaluator, ExpandRequest, Models, NodeId, Policy,
     SearchReport, Step, StepRule, TreeId, search,
 };
+
+mod common;
 
 /// A test double: the synthetic policy under a one-line step rule. With `sloppy`, every step it
 /// returns for a one-step request carries two more lines (as a server that ignores `stop`
@@ -80,26 +82,10 @@ fn ruled(m: &Models, sloppy: bool) -> (Models, Arc<RuledPolicy>) {
 }
 
 fn config(alg: u8, threads: u32) -> SearchConfig {
-    let mut cfg = match alg {
-        0 => SearchConfig::alphallm(),
-        1 => SearchConfig::mcts_dpo(),
-        _ => {
-            let mut c = SearchConfig::alphallm();
-            c.algorithm = match alg {
-                2 => Algorithm::Greedy,
-                3 => Algorithm::BestOfN,
-                4 => Algorithm::SelfConsistency,
-                _ => Algorithm::Beam,
-            };
-            c.baseline.n = 4;
-            c
-        }
-    };
+    let mut cfg = common::algorithm(alg, threads);
     cfg.budget.simulations = 40;
     // A shallow depth limit, so MCTS also stores whole solutions (the last step at the limit).
     cfg.budget.max_depth = 3;
-    cfg.parallel.threads = threads;
-    cfg.answer = AnswerRule::MostVisited;
     cfg
 }
 
