@@ -59,6 +59,15 @@ pub trait Policy: Send + Sync {
         None
     }
 
+    /// The policy's own split of a whole solution (a `to_end` candidate) into its steps, each
+    /// with the exact token ids it was generated with, the token counts adding up to the
+    /// candidate's. The search uses it when every piece it returns is one step under the rule
+    /// and the counts add up, and otherwise splits the text itself (token counts shared out by
+    /// bytes, token ids dropped). The default, `None`, leaves it to the search.
+    fn split_steps(&self, _step: &Step) -> Option<Vec<Step>> {
+        None
+    }
+
     /// Called when a tree is finished, so per-path state keyed by [`crate::PathKey`] (KV blocks,
     /// hidden states) can be dropped. The default keeps nothing and does nothing.
     fn release(&self, _tree: TreeId) {}

@@ -23,6 +23,9 @@ struct RuledPolicy {
     inner: Arc<dyn Policy>,
     rule: StepRule,
     sloppy: bool,
+    /// Give whole solutions token ids and offer a wrong split of them (the whole solution as
+    /// one piece), which the search must refuse.
+    bad_split: bool,
     generated: AtomicU64,
 }
 
@@ -39,6 +42,9 @@ impl Policy for RuledPolicy {
                     s.text.push_str("9 + 1 = 10\n10 + 1 = 11\n");
                     s.n_tokens += 6;
                 }
+                if self.bad_split && r.to_end {
+                    s.tokens = Some(vec![7; s.n_tokens as usize]);
+                }
             }
         }
         let n: u64 = out.iter().flatten().map(|s| u64::from(s.n_tokens)).sum();
@@ -51,6 +57,9 @@ impl Policy for RuledPolicy {
     }
     fn step_rule(&self) -> Option<&StepRule> {
         Some(&self.rule)
+    }
+    fn split_steps(&self, step: &Step) -> Option<Vec<Step>> {
+        self.bad_split.then(|| vec![step.clone()])
     }
 }
 
@@ -67,6 +76,7 @@ fn ruled(m: &Models, sloppy: bool) -> (Models, Arc<RuledPolicy>) {
         inner: m.policy.clone(),
         rule: rule(),
         sloppy,
+        bad_split: sloppy,
         generated: AtomicU64::new(0),
     });
     let dyn_p: Arc<dyn Policy> = p.clone();

@@ -619,6 +619,63 @@ impl Policy for LlamaPolicy {
         Some(&self.rule)
     }
 
+    /// Cuts a whole solution's tokens where the step rule ends each step while decoding (the
+    /// same test, token by token, that ends a one-step candidate), so every step keeps its exact
+    /// tokens. `None` without token ids or when the tokenizer fails.
+    fn split_steps(&self, step: &Step) -> Option<Vec<Step>> {
+        let tokens = step.tokens.as_ref()?;
+        let cap = self.rule.max_tokens.max(1) as usize;
+        let per_token = step.logprob / tokens.len().max(1) as f32;
+        let mut runs: Vec<(usize, usize, bool)> = Vec::new();
+        let mut start = 0;
+        while start < tokens.len() {
+            let mut end = start;
+            let mut finished = false;
+            loop {
+                end += 1;
+                let text = self.tokenizer.decode(&tokens[start..end]).ok()?;
+                if let Some(cut) = self.rule.cut(&text) {
+                    finished = cut.finished;
+                    break;
+                }
+                if end - start >= cap || end == tokens.len() {
+                    break;
+                }
+            }
+            runs.push((start, end, finished));
+            start = end;
+            if finished {
+                break;
+            }
+        }
+        // Whitespace after the last step belongs to it.
+        if runs.len() > 1
+            && let Some(&(a, b, _)) = runs.last()
+            && self.tokenizer.decode(&tokens[a..b]).ok()?.trim().is_empty()
+        {
+            runs.pop();
+            if let Some(last) = runs.last_mut() {
+                last.1 = b;
+            }
+        }
+        let n = runs.len();
+        runs.into_iter()
+            .enumerate()
+            .map(|(i, (a, b, finished))| {
+                let piece = tokens[a..b].to_vec();
+                Some(Step {
+                    text: self.tokenizer.decode(&piece).ok()?,
+                    logprob: per_token * piece.len() as f32,
+                    n_tokens: piece.len() as u32,
+                    tokens: Some(piece),
+                    reused_tokens: if i == 0 { step.reused_tokens } else { 0 },
+                    finished: finished || (i + 1 == n && step.finished && b == tokens.len()),
+                    cache_key: None,
+                })
+            })
+            .collect()
+    }
+
     fn release(&self, tree: TreeId) {
         let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
         store.retain(|k, _| k.tree != tree);

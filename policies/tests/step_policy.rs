@@ -278,3 +278,36 @@ fn rows_that_finish_early_take_no_more_tokens() {
     );
     assert!(both[1].iter().all(|s| s.n_tokens <= 12));
 }
+
+/// A whole solution is cut into its steps on token boundaries, each keeping its exact tokens
+/// (the engine stores them as a chain, INV-7).
+#[test]
+fn whole_solutions_split_into_steps_with_their_tokens() {
+    let p = policy(rule(16), 100);
+    let g = Gguf::parse(Path::new("tiny.gguf"), tiny_llama_gguf(5)).unwrap();
+    let tok = Tokenizer::from_gguf(&g).unwrap();
+    let text = "a b\nc d\nThe answer is 4.\n";
+    let tokens = tok.encode(text).unwrap();
+    let whole = ponder_engine::Step {
+        text: tok.decode(&tokens).unwrap(),
+        n_tokens: tokens.len() as u32,
+        tokens: Some(tokens.clone()),
+        logprob: -3.0,
+        finished: true,
+        ..ponder_engine::Step::default()
+    };
+    let pieces = p.split_steps(&whole).expect("token ids are known");
+    let texts: Vec<&str> = pieces.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(texts, ["a b\n", "c d\n", "The answer is 4.\n"]);
+    let joined: Vec<u32> = pieces
+        .iter()
+        .flat_map(|s| s.tokens.clone().unwrap())
+        .collect();
+    assert_eq!(joined, tokens);
+    assert_eq!(
+        pieces.iter().map(|s| s.n_tokens).sum::<u32>(),
+        whole.n_tokens
+    );
+    assert!((pieces.iter().map(|s| s.logprob).sum::<f32>() + 3.0).abs() < 1e-4);
+    assert!(pieces[2].finished && !pieces[0].finished && !pieces[1].finished);
+}

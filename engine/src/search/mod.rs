@@ -30,7 +30,7 @@ use crate::batcher::{Evaluator, ExpandSpec};
 use crate::config::{Algorithm, BackupRule, ExpansionMode, SearchConfig};
 use crate::critic::{CriticKind, PrmAggregate};
 use crate::error::{Error, Result};
-use crate::policy::{Policy, StepRule};
+use crate::policy::Policy;
 use crate::rng::{hash_bytes, mix};
 use crate::tree::{Eval, NodeData, NodeId, PathRef, Tree, TreeId};
 use crate::types::{Problem, Step};
@@ -872,16 +872,25 @@ pub(crate) type Chain = Vec<NodeId>;
 /// the rule makes of it. Token counts and log-probabilities are shared out by bytes (the
 /// pieces' sums equal the candidate's), a piece over the rule's token cap is cut into even
 /// parts, and the token ids are kept only by a candidate left whole (re-tokenising is the
-/// policy's business).
-fn conform(
-    rule: Option<&StepRule>,
-    step: Step,
-    to_end: bool,
-    local: &mut SearchStats,
-) -> Vec<Step> {
-    let Some(rule) = rule else {
+/// policy's business) — unless the policy splits a whole solution itself
+/// ([`Policy::split_steps`]), keeping each step's exact tokens.
+fn conform(policy: &dyn Policy, step: Step, to_end: bool, local: &mut SearchStats) -> Vec<Step> {
+    let Some(rule) = policy.step_rule() else {
         return vec![step];
     };
+    if to_end
+        && step.tokens.is_some()
+        && let Some(pieces) = policy.split_steps(&step)
+        && !pieces.is_empty()
+        && pieces.iter().map(|p| u64::from(p.n_tokens)).sum::<u64>() == u64::from(step.n_tokens)
+        && pieces
+            .iter()
+            .all(|p| p.n_tokens <= rule.max_tokens && rule.split(&p.text).len() == 1)
+    {
+        // The policy's split, with exact token ids.
+        local.split_steps += (pieces.len() - 1) as u64;
+        return pieces;
+    }
     let mut pieces = rule.split(&step.text);
     if pieces.is_empty() {
         return vec![step];
@@ -976,7 +985,7 @@ pub(crate) fn create_children(
     let tree = &**ctx.tree;
     let cfg = ctx.cfg;
     let task = &ctx.eval.models().task;
-    let rule = ctx.eval.models().policy.step_rule();
+    let policy = &*ctx.eval.models().policy;
     let depth = tree.depth(node) + 1;
     let mut rests: Vec<Vec<Step>> = Vec::with_capacity(steps.len());
     let mut wholes: Vec<Step> = Vec::with_capacity(steps.len());
@@ -989,7 +998,7 @@ pub(crate) fn create_children(
             } else {
                 Step::default()
             };
-            let mut pieces = conform(rule, step, to_end, local).into_iter();
+            let mut pieces = conform(policy, step, to_end, local).into_iter();
             let step = pieces.next().expect("conform keeps at least one piece");
             let mut rest: Vec<Step> = pieces.collect();
             let path = PathRef::with_extra(tree, node, &step);
