@@ -35,7 +35,7 @@
 //! - **INV-7 (one step per node).** When the policy states its step rule
 //!   ([`crate::Policy::step_rule`]), every node's step is exactly one step under it: the search
 //!   cuts a step that runs past its first boundary and stores a whole solution as a chain of
-//!   nodes, linked as one ([`Tree::link_chain`]: bottom-up, the head last, so the chain is
+//!   nodes, linked as one (`Tree::link_chain`: bottom-up, the head last, so the chain is
 //!   published whole). A chain's inner nodes have one-slot child blocks. Tested for every
 //!   algorithm in `tests/step_rule.rs`.
 //!
