@@ -520,3 +520,43 @@ fn contract_errors_through_the_batcher() {
         chain(&batched)
     );
 }
+
+/// Fast rollouts without an outcome critic to score them (or without a rollout policy) are a
+/// config error naming the field, not silently skipped.
+#[test]
+fn rollouts_without_an_outcome_critic_are_a_config_error() {
+    let full = models(&SyntheticSpec::default());
+    let no_orm = Models {
+        critics: CriticPanel::new(),
+        ..full.clone()
+    };
+    let no_rollout = Models {
+        rollout: None,
+        ..full.clone()
+    };
+    let mut cfg = SearchConfig::alphallm();
+    cfg.budget.simulations = 4;
+    cfg.scoring.rollouts = 2;
+    for m in [&no_orm, &no_rollout] {
+        let e = search(
+            problems(1, 3, 1).remove(0),
+            TreeId(0),
+            &cfg,
+            Evaluator::direct(m),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, Error::Config { field, .. } if field == "search.scoring.rollouts"),
+            "{e}"
+        );
+    }
+    assert!(
+        search(
+            problems(1, 3, 1).remove(0),
+            TreeId(0),
+            &cfg,
+            Evaluator::direct(&full)
+        )
+        .is_ok()
+    );
+}

@@ -266,6 +266,9 @@ pub(crate) struct DpoArgs {
     /// The policy to train (default: the installed SmolLM2-135M-Instruct).
     #[arg(long, value_name = "FILE|DIR")]
     pub(crate) model: Option<PathBuf>,
+    /// Burn backend to train on (wgpu needs a build with `--features wgpu`).
+    #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
+    pub(crate) backend: BackendKind,
     /// Output folder: the merged HF checkpoint, adapter.safetensors, dpo-report.json.
     #[arg(long, value_name = "DIR")]
     pub(crate) out: PathBuf,

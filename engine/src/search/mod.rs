@@ -159,6 +159,18 @@ pub fn search(
     eval: Evaluator<'_>,
 ) -> Result<SearchReport> {
     cfg.validate()?;
+    if cfg.algorithm == Algorithm::Mcts && cfg.scoring.rollouts > 0 {
+        // Fast rollouts are scored by the outcome critic: without one (or without a policy to
+        // roll out with) they would be skipped silently.
+        let m = eval.models();
+        if m.rollout.is_none() || m.critics.get(CriticKind::Outcome).is_none() {
+            return Err(Error::config(
+                "search.scoring.rollouts",
+                "fast rollouts need a rollout policy and an outcome critic (set it to 0, or add \
+                 an outcome critic)",
+            ));
+        }
+    }
     let start = Instant::now();
     let task = &eval.models().task;
     let prompt = task.prompt(&problem);

@@ -13,6 +13,7 @@ use ponder::policies::models;
 use ponder::policies::tokenizer::Tokenizer;
 
 use crate::cli::args::{DpoArgs, DpoLoss};
+use crate::cli::config::BackendKind;
 
 /// Loads a GGUF file or HF folder onto `device`.
 pub(crate) fn load(path: &Path, device: &Device) -> Result<(Llama, Tokenizer)> {
@@ -33,16 +34,18 @@ pub(crate) fn load(path: &Path, device: &Device) -> Result<(Llama, Tokenizer)> {
     })
 }
 
-/// Trains on `pairs` and writes the merged checkpoint, the adapters and the report to `out`.
+/// Trains on `pairs` on `backend` and writes the merged checkpoint, the adapters and the report
+/// to `out`.
 pub(crate) fn train(
     model_path: &Path,
+    backend: BackendKind,
     pairs: &[PathBuf],
     limit: usize,
     cfg: DpoConfig,
     out: &Path,
     quiet: bool,
 ) -> Result<DpoReport> {
-    let device = Device::flex().autodiff();
+    let device = super::run::device(backend)?.autodiff();
     let (model, tokenizer) = load(model_path, &device)?;
     let mut all = Vec::new();
     for p in pairs {
@@ -128,7 +131,7 @@ pub(crate) fn run(a: DpoArgs, quiet: bool) -> Result<()> {
     };
     let model = a.model.clone().unwrap_or_else(models::default_model_path);
     let start = Instant::now();
-    let r = train(&model, &a.pairs, a.limit, cfg, &a.out, quiet)?;
+    let r = train(&model, a.backend, &a.pairs, a.limit, cfg, &a.out, quiet)?;
     println!(
         "pairs={} steps={} loss_before={:.4} loss_after={:.4} margin_before={:.4} margin_after={:.4} accuracy_after={:.3} secs={:.1} out={}",
         r.pairs,

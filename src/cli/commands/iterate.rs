@@ -544,6 +544,7 @@ pub(crate) fn run(a: IterateArgs, quiet: bool) -> Result<()> {
                 let start = Instant::now();
                 let rep = super::dpo::train(
                     &model,
+                    crate::cli::config::BackendKind::Flex,
                     &[gen_dir.join(file)],
                     a.max_pairs,
                     dpo_cfg.clone(),

@@ -35,8 +35,9 @@ pub(crate) fn check_synthetic(problems: &[Problem]) -> Result<()> {
     for p in problems {
         if synthetic::Arithmetic::parse(&p.question).is_none() {
             bail!(
-                "problem `{}`: the synthetic task (the only one until the LLM policy lands) reads \
-                 questions like 'Start with 7. Add 3. Multiply by 2. What is the result?', got {:?}",
+                "problem `{}`: the synthetic task (`--policy synthetic`, a test double) reads \
+                 questions like 'Start with 7. Add 3. Multiply by 2. What is the result?', got {:?}; \
+                 word problems and GSM8K need the LLM policy (the default)",
                 p.id,
                 p.question
             );
@@ -166,7 +167,8 @@ fn build_models(
             Ok((
                 Models {
                     policy: policy.clone(),
-                    rollout: None,
+                    // Fast rollouts (`search.scoring.rollouts`) complete paths with the policy.
+                    rollout: Some(policy.clone()),
                     critics: critic_panel(
                         &cfg.critics,
                         Backbone::Local(&policy),
@@ -180,10 +182,11 @@ fn build_models(
         }
         PolicyKind::Remote => {
             let (policy, client) = remote_policy(cfg)?;
+            let policy: Arc<dyn ponder::engine::Policy> = Arc::new(policy);
             Ok((
                 Models {
-                    policy: Arc::new(policy),
-                    rollout: None,
+                    policy: policy.clone(),
+                    rollout: Some(policy),
                     critics: critic_panel(
                         &cfg.critics,
                         Backbone::Remote(&client),
