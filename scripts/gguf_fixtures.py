@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Random quantised blocks of every block type ponder's GGUF reader dequantises, with the values
 an independent implementation gives for them. Writes fixtures/gguf_blocks.json, which
-policies/tests/gguf_blocks.rs checks `ponder_policies::gguf::dequantize` against.
+policies/tests/suite/gguf_blocks.rs checks `ponder_policies::gguf::dequantize` against.
 
 Made with gguf 0.19.0 and numpy 2.4.6 (Python 3.11):
 
