@@ -51,9 +51,6 @@ pub struct Step {
     pub reused_tokens: u32,
     /// Generation ended for good (EOS or the answer pattern): the path is complete.
     pub finished: bool,
-    /// An opaque key an implementation may attach (a KV-cache block, a hidden-state slot) so that a
-    /// critic sharing the same backbone can find the state the policy left for this step.
-    pub cache_key: Option<u64>,
 }
 
 impl Step {

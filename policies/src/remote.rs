@@ -773,7 +773,6 @@ impl RemotePolicy {
             n_tokens,
             reused_tokens: 0,
             finished,
-            cache_key: None,
         })
     }
 

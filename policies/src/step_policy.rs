@@ -485,7 +485,6 @@ impl LlamaPolicy {
                 logprob: c.logprob as f32,
                 finished: c.finished,
                 reused_tokens: jobs[c.job].enc.reused as u32,
-                cache_key: None,
             });
         }
         Ok(out)
@@ -670,7 +669,6 @@ impl Policy for LlamaPolicy {
                     tokens: Some(piece),
                     reused_tokens: if i == 0 { step.reused_tokens } else { 0 },
                     finished: finished || (i + 1 == n && step.finished && b == tokens.len()),
-                    cache_key: None,
                 })
             })
             .collect()

@@ -91,7 +91,6 @@ fn conform(policy: &dyn Policy, step: Step, to_end: bool, local: &mut SearchStat
             n_tokens,
             reused_tokens: if i == 0 { step.reused_tokens } else { 0 },
             finished: finished || (i + 1 == n_parts && step.finished && b == step.text.len()),
-            cache_key: None,
         });
     }
     if to_end && n_parts > 1 {

@@ -318,7 +318,6 @@ impl ScriptedPolicy {
             logprob: logprob as f32,
             n_tokens,
             reused_tokens: 0,
-            cache_key: None,
         }
     }
 }

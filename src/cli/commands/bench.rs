@@ -163,18 +163,19 @@ fn conformance(a: &BenchRemoteArgs, url: &str) -> Result<()> {
 /// Decoding speed at batch 1 and batch N (greedy, after a chat prompt), then the KV reuse of a
 /// search of depth >= 5.
 fn policy(a: BenchPolicyArgs) -> Result<()> {
-    use ponder::policies::{gguf::Gguf, llama::Llama, models, tokenizer::Tokenizer};
+    use ponder::policies::models;
     use std::time::Instant;
-    let path = a.model.clone().unwrap_or_else(models::default_model_path);
+    let path = a
+        .model
+        .as_deref()
+        .map_or_else(models::default_model_path, models::resolve);
     anyhow::ensure!(
         path.exists(),
         "model {} not found: run scripts/setup.sh or pass --model",
         path.display()
     );
-    let g = Gguf::open(&path)?;
     let device = super::run::device(a.backend)?;
-    let m = Llama::from_gguf(&g, &device)?;
-    let tok = Tokenizer::from_gguf(&g)?;
+    let (m, tok) = super::dpo::load(&path, &device)?;
     let prompt = tok.encode(&tok.chat().render(
         None,
         "If Tom has 3 apples and buys 5 more, how many apples does he have?",
