@@ -51,6 +51,14 @@ pub trait Policy: Send + Sync {
         None
     }
 
+    /// Whether the search should gather this policy's calls into batches ([`crate::Batcher`]).
+    /// The default, `true`, suits a model that decodes a batch at once; a policy served by a
+    /// server that batches on its side answers `false`, so each request goes out the moment a
+    /// simulation needs it instead of waiting for the slowest of a client-side batch.
+    fn wants_batches(&self) -> bool {
+        true
+    }
+
     /// The rule this policy ends its steps by. When it says one, the search holds every step to
     /// it whatever the policy returns: a step that runs past its first boundary is cut there, and
     /// a whole solution (`to_end`) is stored as its chain of steps, one node each

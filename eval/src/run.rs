@@ -619,7 +619,11 @@ pub fn run(
         })
     };
     match &spec.batch {
-        Some(b) if b.max_batch > 1 && (spec.parallel_trees > 1 || spec.threads > 1) => {
+        Some(b)
+            if b.max_batch > 1
+                && (spec.parallel_trees > 1 || spec.threads > 1)
+                && models.policy.wants_batches() =>
+        {
             Batcher::run(models, b, |batcher| {
                 body(Evaluator::batched(models, batcher))
             })??;

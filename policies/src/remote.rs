@@ -920,4 +920,9 @@ impl Policy for RemotePolicy {
     fn step_rule(&self) -> Option<&StepRule> {
         Some(&self.rule)
     }
+
+    fn wants_batches(&self) -> bool {
+        // `policy.remote.batched` keeps the client-side batcher.
+        self.client.config().batched
+    }
 }

@@ -578,13 +578,11 @@ pub(crate) fn run_problems_with(
         b.enable_steady_tick(Duration::from_millis(200));
         b
     };
-    // A remote policy is called straight from every worker: each HTTP request goes out the
-    // moment its simulation needs it (servers batch on their side), so no request waits for
-    // the slowest of a client-side batch. `policy.remote.batched` keeps the batcher instead.
-    let remote_direct = cfg.policy.kind == PolicyKind::Remote && !cfg.policy.remote.batched;
+    // Whether calls are batched is the policy's property: a remote policy is called straight
+    // from every worker (servers batch on their side) unless `policy.remote.batched` is set.
     let use_batcher = cfg.batch.max_batch > 1
         && (cfg.search.parallel.threads > 1 || parallel_trees > 1)
-        && !remote_direct;
+        && models.policy.wants_batches();
     let mut summary = RunSummary {
         problems: problems.len(),
         ..RunSummary::default()
