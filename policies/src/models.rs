@@ -49,3 +49,32 @@ pub fn resolve(model: &std::path::Path) -> PathBuf {
     }
     model.to_path_buf()
 }
+
+/// Loads a model and its tokenizer onto `device`: a GGUF file, or an HF checkpoint folder
+/// (`config.json`, safetensors, `tokenizer.json`). The one loader every command uses.
+///
+/// # Errors
+/// [`crate::Error::Model`] naming the path when nothing is there (with how to install the
+/// default models), or whatever reading the file or folder reports.
+pub fn load(
+    path: &std::path::Path,
+    device: &burn::prelude::Device,
+) -> crate::Result<(crate::llama::Llama, crate::tokenizer::Tokenizer)> {
+    use crate::{gguf::Gguf, llama::Llama, tokenizer::Tokenizer};
+    if !path.exists() {
+        return Err(crate::Error::Model(format!(
+            "model {} not found: run scripts/setup.sh to install the default model (add --model \
+             qwen2.5-0.5b for the second one), or pass --model FILE.gguf or an HF folder",
+            path.display()
+        )));
+    }
+    Ok(if path.is_dir() {
+        (
+            Llama::from_hf_dir(path, device)?,
+            Tokenizer::from_hf_dir(path)?,
+        )
+    } else {
+        let g = Gguf::open(path)?;
+        (Llama::from_gguf(&g, device)?, Tokenizer::from_gguf(&g)?)
+    })
+}

@@ -7,7 +7,6 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::Device;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ponder::policies::dpo::{self, DpoConfig, DpoReport, LossKind};
-use ponder::policies::gguf::Gguf;
 use ponder::policies::llama::Llama;
 use ponder::policies::models;
 use ponder::policies::tokenizer::Tokenizer;
@@ -15,23 +14,9 @@ use ponder::policies::tokenizer::Tokenizer;
 use crate::cli::args::{DpoArgs, DpoLoss};
 use crate::cli::config::BackendKind;
 
-/// Loads a GGUF file or HF folder onto `device`.
+/// Loads a GGUF file or HF folder onto `device` (the library's one loader).
 pub(crate) fn load(path: &Path, device: &Device) -> Result<(Llama, Tokenizer)> {
-    if !path.exists() {
-        bail!(
-            "model {} not found: run scripts/setup.sh or pass --model",
-            path.display()
-        );
-    }
-    Ok(if path.is_dir() {
-        (
-            Llama::from_hf_dir(path, device)?,
-            Tokenizer::from_hf_dir(path)?,
-        )
-    } else {
-        let g = Gguf::open(path)?;
-        (Llama::from_gguf(&g, device)?, Tokenizer::from_gguf(&g)?)
-    })
+    Ok(models::load(path, device)?)
 }
 
 /// Trains on `pairs` on `backend` and writes the merged checkpoint, the adapters and the report

@@ -372,32 +372,14 @@ pub(crate) fn device(kind: BackendKind) -> Result<burn::prelude::Device> {
 
 /// Loads the configured GGUF model into a step policy.
 pub(crate) fn load_llm(cfg: &FileConfig) -> Result<ponder::policies::step_policy::LlamaPolicy> {
-    use ponder::policies::{gguf::Gguf, llama::Llama, models, step_policy, tokenizer::Tokenizer};
+    use ponder::policies::{models, step_policy};
     let path = cfg
         .policy
         .model
         .as_deref()
         .map_or_else(models::default_model_path, models::resolve);
-    if !path.exists() {
-        bail!(
-            "model {} not found: run scripts/setup.sh to install the default model (add --model \
-             qwen2.5-0.5b for the second one), pass --model FILE.gguf, or use --policy synthetic",
-            path.display()
-        );
-    }
     let start = Instant::now();
-    let (model, tokenizer) = if path.is_dir() {
-        (
-            Llama::from_hf_dir(&path, &device(cfg.policy.backend)?)?,
-            Tokenizer::from_hf_dir(&path)?,
-        )
-    } else {
-        let g = Gguf::open(&path)?;
-        (
-            Llama::from_gguf(&g, &device(cfg.policy.backend)?)?,
-            Tokenizer::from_gguf(&g)?,
-        )
-    };
+    let (model, tokenizer) = models::load(&path, &device(cfg.policy.backend)?)?;
     tracing::info!(model = %path.display(), secs = start.elapsed().as_secs_f64(), "model loaded");
     let p = &cfg.policy;
     let mut rule = p.step.clone();
