@@ -1,6 +1,6 @@
 //! Parallel MCTS over reasoning steps, and the baselines it is compared with.
 //!
-//! One search grows one [`Tree`]. `parallel.threads` workers (crossbeam scoped threads) run
+//! One search grows one [`Tree`]. `parallel.threads` workers (scoped threads) run
 //! simulations on the same tree at once; virtual loss (in-flight counts) spreads them over
 //! different leaves, so several expansions are in flight and the [`crate::Batcher`] can fill its
 //! batches. A simulation:

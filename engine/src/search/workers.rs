@@ -20,16 +20,15 @@ pub(super) fn run_phase(ctx: &Ctx<'_>, root: NodeId, sims: u64) -> Result<Search
     if threads == 1 {
         total = worker(ctx, root, sims);
     } else {
-        let results = crossbeam_utils::thread::scope(|s| {
+        let results = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
-                .map(|_| s.spawn(move |_| worker(ctx, root, sims)))
+                .map(|_| s.spawn(move || worker(ctx, root, sims)))
                 .collect();
             handles
                 .into_iter()
                 .map(|h| h.join().expect("workers catch their own panics"))
                 .collect::<Vec<_>>()
-        })
-        .expect("workers catch their own panics");
+        });
         for r in results {
             total += r;
         }
