@@ -18,7 +18,8 @@ mod common;
 
 /// A test double: the synthetic policy under a one-line step rule. With `sloppy`, every step it
 /// returns for a one-step request carries two more lines (as a server that ignores `stop`
-/// does), and the tokens they cost are counted.
+/// does), every finished whole solution ten lines after its answer, and the tokens they cost
+/// are counted.
 struct RuledPolicy {
     inner: Arc<dyn Policy>,
     rule: StepRule,
@@ -41,6 +42,12 @@ impl Policy for RuledPolicy {
                 if self.sloppy && !r.to_end && !s.finished && s.n_tokens + 6 <= room {
                     s.text.push_str("9 + 1 = 10\n10 + 1 = 11\n");
                     s.n_tokens += 6;
+                }
+                let end_room = r.max_tokens.unwrap_or(u32::MAX).min(512);
+                if self.sloppy && r.to_end && s.finished && s.n_tokens + 40 <= end_room {
+                    // Lines after the answer (a server that keeps writing): cut off, unheld.
+                    s.text.push_str(&"9 + 9 = 18\n".repeat(10));
+                    s.n_tokens += 40;
                 }
                 if self.bad_split && r.to_end {
                     s.tokens = Some(vec![7; s.n_tokens as usize]);

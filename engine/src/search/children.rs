@@ -9,8 +9,9 @@ pub(crate) type Chain = Vec<NodeId>;
 
 /// Holds a candidate to the policy's step rule ([`Policy::step_rule`]): a step (not `to_end`)
 /// that runs past its first boundary is cut there; a whole solution becomes one step per piece
-/// the rule makes of it. Token counts and log-probabilities are shared out by bytes (the
-/// pieces' sums equal the candidate's), a piece over the rule's token cap is cut into even
+/// the rule makes of it. Token counts and log-probabilities are shared out by bytes (text cut
+/// off keeps its share: the pieces hold at most what the candidate cost, and exactly that when
+/// nothing was cut off), a piece over the rule's token cap is cut into even
 /// parts, and the token ids are kept only by a candidate left whole (re-tokenising is the
 /// policy's business) — unless the policy splits a whole solution itself
 /// ([`Policy::split_steps`]), keeping each step's exact tokens.
@@ -70,13 +71,14 @@ fn conform(policy: &dyn Policy, step: Step, to_end: bool, local: &mut SearchStat
             }
         }
     }
-    let last_end = parts.last().map_or(0, |p| p.1);
     let n_parts = parts.len();
-    // Integer shares of the token count that add up to it (largest remainders last).
+    // Integer shares of the token count by bytes, cumulative so they never add up to more.
     let mut given = 0u32;
     let mut out = Vec::with_capacity(n_parts);
     for (i, &(a, b, finished)) in parts.iter().enumerate() {
-        let upto = if i + 1 == n_parts {
+        // Text cut off after the answer line (or past a step's end) keeps its share: those
+        // tokens were generated and charged, but no node holds them.
+        let upto = if b == step.text.len() {
             step.n_tokens
         } else {
             (f64::from(step.n_tokens) * b as f64 / total).round() as u32
@@ -96,7 +98,6 @@ fn conform(policy: &dyn Policy, step: Step, to_end: bool, local: &mut SearchStat
     if to_end && n_parts > 1 {
         local.split_steps += (n_parts - 1) as u64;
     }
-    debug_assert!(last_end <= step.text.len());
     out
 }
 
