@@ -659,13 +659,11 @@ impl RemotePolicy {
                 ("/chat/completions", true)
             }
         };
-        // Servers that ignore `n` (llama.cpp's server, Ollama) answer with fewer choices: ask
-        // again for the rest, with a seed of their own, until there are `n`.
-        let mut choices: Vec<Choice> = Vec::with_capacity(n as usize);
-        while choices.len() < n as usize {
-            let want = n as usize - choices.len();
+        // One request for `want` samples, with the seed of sample `first`.
+        let ask = |want: usize, first: usize| -> Result<Vec<Choice>> {
+            let mut body = body.clone();
             body["n"] = json!(want);
-            body["seed"] = json!(mix(seed, choices.len() as u64) & 0x7fff_ffff_ffff_ffff);
+            body["seed"] = json!(mix(seed, first as u64) & 0x7fff_ffff_ffff_ffff);
             let (got, tokens) = self.client.post(path, &body, |v| {
                 let list = v
                     .get("choices")
@@ -689,7 +687,31 @@ impl RemotePolicy {
             if got.len() < want {
                 self.client.short_answer(got.len(), want);
             }
-            choices.extend(got);
+            Ok(got)
+        };
+        let n = n as usize;
+        let mut choices: Vec<Choice> = ask(n, 0)?;
+        // Servers that ignore `n` (llama.cpp's server, Ollama) answer with fewer choices: the
+        // rest go as one-sample requests with seeds of their own, all in flight at once (a
+        // server with parallel slots serves them together; one that serialises is no slower).
+        if choices.len() < n {
+            let rest: Vec<Result<Vec<Choice>>> = std::thread::scope(|s| {
+                let ask = &ask;
+                let handles: Vec<_> = (choices.len()..n)
+                    .map(|j| s.spawn(move || ask(1, j)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(Error::Model("a request thread panicked".into()))
+                        })
+                    })
+                    .collect()
+            });
+            for r in rest {
+                choices.extend(r?);
+            }
         }
         Ok(choices)
     }
