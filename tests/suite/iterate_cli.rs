@@ -1,12 +1,11 @@
 //! `ponder iterate` end to end on a tiny random model: every round writes its stages and a
 //! metrics row, and a rerun resumes from the finished stages instead of redoing them.
 
-mod common;
-use common::{ponder, temp_dir, tiny_model};
+use crate::common::{ponder, temp_dir, tiny_model};
 
 #[test]
 fn iterate_writes_rounds_and_resumes() {
-    let dir = temp_dir("all");
+    let dir = temp_dir("iterate-all");
     let model = tiny_model(&dir, 13);
     let out = dir.join("run");
     let args = |rounds: &'static str| -> Vec<String> {

@@ -2,8 +2,7 @@
 //! tiny random model (no model install needed): the commands run, write what they promise, and
 //! bad inputs give errors naming the file.
 
-mod common;
-use common::{ponder, temp_dir, text, tiny_model};
+use crate::common::{ponder, temp_dir, text, tiny_model};
 
 use std::path::{Path, PathBuf};
 
@@ -26,7 +25,7 @@ fn write_data(dir: &Path) -> PathBuf {
 
 #[test]
 fn train_eval_and_search_with_trained_heads() {
-    let dir = temp_dir("all");
+    let dir = temp_dir("critic-all");
     let model = tiny_model(&dir, 7);
     let data = write_data(&dir);
     let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());

@@ -3,8 +3,7 @@
 //! moments, 20 times, loses and duplicates nothing; shards merge into exactly the unsharded
 //! output.
 
-mod common;
-use common::{ponder, temp_dir, text};
+use crate::common::{ponder, temp_dir, text};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -2,12 +2,11 @@
 //! model: the trained checkpoint loads and searches, the adapters and the report are written,
 //! and bad pair files are named.
 
-mod common;
-use common::{ponder, temp_dir, text, tiny_model};
+use crate::common::{ponder, temp_dir, text, tiny_model};
 
 #[test]
 fn dpo_then_search_with_the_trained_model() {
-    let dir = temp_dir("all");
+    let dir = temp_dir("dpo-all");
     let model = tiny_model(&dir, 9);
     let m = model.to_str().unwrap();
     // Pairs as `ponder generate` writes them (prefix and token ids included), for the tiny
