@@ -180,6 +180,12 @@ pub struct ExpansionConfig {
     /// Full mode: at the depth limit ask for one candidate that finishes the solution instead of
     /// `k` (MCTS-DPO's `force_terminating_on_depth_limit`).
     pub single_at_depth_limit: bool,
+    /// Prune: a freshly created, unfinished node whose own step's process score (normalised to
+    /// `[0, 1]`) is below this is never expanded (frozen), and the simulation that made it ends
+    /// there, so no tokens are spent finishing a path the process critic rejects; its parent
+    /// can widen instead. Unset (default) = off; needs a process critic to have any effect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune_below: Option<f32>,
 }
 
 impl Default for ExpansionConfig {
@@ -193,6 +199,7 @@ impl Default for ExpansionConfig {
             greedy_first_child: false,
             descend_to_terminal: false,
             single_at_depth_limit: false,
+            prune_below: None,
         }
     }
 }
@@ -349,6 +356,9 @@ pub struct BaselineConfig {
     /// waves of `n` until the budget is spent, instead of one wave (how `ponder eval` runs
     /// them, so every method spends the same tokens).
     pub fill_budget: bool,
+    /// Self-consistency weights each sample's vote by its leaf score (PRM-weighted majority
+    /// voting) instead of counting it once.
+    pub weighted_vote: bool,
 }
 
 impl Default for BaselineConfig {
@@ -358,6 +368,7 @@ impl Default for BaselineConfig {
             beam_width: 4,
             beam_k: 4,
             fill_budget: false,
+            weighted_vote: false,
         }
     }
 }
@@ -497,6 +508,14 @@ impl SearchConfig {
             return Err(Error::config(
                 "expansion.widening.c_max",
                 "at most 1024 children per node",
+            ));
+        }
+        if let Some(t) = e.prune_below
+            && !(t.is_finite() && (0.0..=1.0).contains(&t))
+        {
+            return Err(Error::config(
+                "expansion.prune_below",
+                format!("must be between 0 and 1, got {t}"),
             ));
         }
         if e.merge.max_resamples > 64 {

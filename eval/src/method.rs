@@ -7,10 +7,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The built-in method names, as `ponder eval --methods` takes them.
-pub const BUILTIN: [&str; 6] = [
+pub const BUILTIN: [&str; 7] = [
     "greedy",
     "best-of-n",
     "self-consistency",
+    "weighted-vote",
     "beam",
     "mcts:alphallm",
     "mcts:mcts-dpo",
@@ -39,6 +40,10 @@ impl Method {
             "greedy" => Algorithm::Greedy,
             "best-of-n" => Algorithm::BestOfN,
             "self-consistency" => Algorithm::SelfConsistency,
+            "weighted-vote" => {
+                search.baseline.weighted_vote = true;
+                Algorithm::SelfConsistency
+            }
             "beam" => Algorithm::Beam,
             "mcts:alphallm" | "mcts:mcts-dpo" => {
                 let mut preset = if name == "mcts:alphallm" {
@@ -131,6 +136,9 @@ mod tests {
         assert!(sc.is_baseline());
         assert!(sc.at(64, 0, 4).baseline.fill_budget);
         assert_eq!(sc.at(64, 0, 4).parallel.threads, 1);
+        let wv = Method::builtin("weighted-vote", &base).unwrap();
+        assert!(wv.is_baseline() && wv.search.baseline.weighted_vote);
+        assert!(!sc.search.baseline.weighted_vote);
         let mcts = Method::builtin("mcts:mcts-dpo", &base).unwrap();
         assert!(!mcts.is_baseline());
         assert_eq!(mcts.at(300, 0, 4).budget.simulations, 1200);

@@ -576,7 +576,8 @@ pub(crate) struct EvalArgs {
     pub(crate) limit: Option<usize>,
     #[command(flatten)]
     pub(crate) flags: SearchFlags,
-    /// Methods to compare: greedy, best-of-n, self-consistency, beam, mcts:alphallm,
+    /// Methods to compare: greedy, best-of-n, self-consistency, weighted-vote (self-consistency
+    /// with each vote weighted by its leaf score), beam, mcts:alphallm,
     /// mcts:mcts-dpo, or a config file's search settings as NAME=FILE.toml (or FILE.toml).
     #[arg(
         long,

@@ -48,7 +48,9 @@ pub(crate) fn choose(
         Algorithm::Mcts => cfg.answer,
         Algorithm::Greedy => AnswerRule::MostVisited,
         Algorithm::BestOfN => AnswerRule::OrmRerank,
-        Algorithm::SelfConsistency => return Ok(majority(tree, false)),
+        Algorithm::SelfConsistency => {
+            return Ok(majority(tree, cfg.baseline.weighted_vote));
+        }
         Algorithm::Beam => return Ok(best_leaf(tree, |t, n| t.eval(n).map_or(0.0, |e| e.score))),
     };
     match rule {

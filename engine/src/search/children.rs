@@ -227,10 +227,17 @@ pub(crate) fn create_children(
             up = up.next(cfg, &e, q0);
             scored.push((id, e, q0));
         }
+        let &(tail, ref tail_eval, _) = scored.last().expect("a chain has a head");
+        let pruned = prunes(cfg, tree.is_terminal(tail), Some(tail_eval));
+        if pruned {
+            // Before linking, so no thread can reserve a slot on it first.
+            tree.freeze(tail);
+        }
         if !tree.link_chain(node, &scored, dedup) {
             local.duplicates += 1;
             continue;
         }
+        local.pruned += u64::from(pruned);
         if chain.iter().any(|&n| tree.is_terminal(n)) {
             // Relaxed: a budget counter (AlphaLLM's min_terminals).
             ctx.shared.terminals.fetch_add(1, Ordering::Relaxed);
@@ -238,6 +245,19 @@ pub(crate) fn create_children(
         linked.push(chain);
     }
     Ok(linked)
+}
+
+/// Whether a new MCTS node is pruned (`expansion.prune_below`): unfinished, and its own step's
+/// process score below the threshold. A pruned node is frozen before it is linked, so it never
+/// takes a child: a simulation that selects it later ends there at no token cost, and its
+/// parent widens instead.
+pub(super) fn prunes(cfg: &SearchConfig, terminal: bool, eval: Option<&Eval>) -> bool {
+    cfg.algorithm == Algorithm::Mcts
+        && !terminal
+        && cfg
+            .expansion
+            .prune_below
+            .is_some_and(|limit| eval.and_then(|e| e.prm).is_some_and(|p| p < limit))
 }
 
 /// What scoring a new node needs from the node above it: its score, the PRM scores along its

@@ -77,6 +77,8 @@ pub struct SearchStats {
     pub duplicates: u64,
     /// Simulations that ended at a node the policy could not extend.
     pub dead_ends: u64,
+    /// Nodes pruned: their step's process score was below `expansion.prune_below`.
+    pub pruned: u64,
     /// Steps a policy returned past the step rule's first boundary, cut there.
     pub cut_steps: u64,
     /// Nodes added by storing whole solutions as chains of steps (beyond one node each).
@@ -102,6 +104,7 @@ impl std::ops::AddAssign for SearchStats {
         self.resamples += o.resamples;
         self.duplicates += o.duplicates;
         self.dead_ends += o.dead_ends;
+        self.pruned += o.pruned;
         self.cut_steps += o.cut_steps;
         self.split_steps += o.split_steps;
         self.max_depth = self.max_depth.max(o.max_depth);
@@ -250,6 +253,8 @@ pub fn tree_seed(run_seed: u64, problem_id: &str) -> u64 {
 struct Shared {
     started: AtomicU64,
     tokens: AtomicU64,
+    /// Token reservations whose policy call has not yet given back what it did not use.
+    pending: AtomicU64,
     terminals: AtomicU64,
     stop: AtomicU8,
     error: Mutex<Option<Error>>,
@@ -261,6 +266,7 @@ impl Shared {
         Shared {
             started: AtomicU64::new(0),
             tokens: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
             terminals: AtomicU64::new(0),
             stop: AtomicU8::new(0),
             error: Mutex::new(None),
@@ -290,7 +296,9 @@ impl Shared {
 
     /// Reserves per-candidate token caps for `specs` out of a budget of `max` generated tokens
     /// and writes them into the specs; returns the tokens reserved, or `None` if not even one
-    /// token per candidate is left.
+    /// token per candidate is left once every other reservation has given back what its call
+    /// did not use (while one is pending, this waits for it rather than stop the search with
+    /// tokens about to come back). A `Some` must be settled with [`Shared::settle`].
     fn reserve(&self, max: u64, specs: &mut [ExpandSpec], policy: &dyn Policy) -> Option<u64> {
         let caps: Vec<u64> = specs
             .iter()
@@ -302,6 +310,8 @@ impl Shared {
             .collect();
         let ks: u64 = specs.iter().map(|s| u64::from(s.k)).sum();
         if ks == 0 {
+            // Relaxed: only counted (settled like any other reservation).
+            self.pending.fetch_add(1, Ordering::Relaxed);
             return Some(0);
         }
         let want = specs
@@ -310,11 +320,29 @@ impl Shared {
             .fold(0u64, |a, (s, &c)| a.saturating_add(u64::from(s.k) * c));
         // Relaxed: a budget counter (no data is published through it).
         let mut cur = self.tokens.load(Ordering::Relaxed);
+        let mut waits = 0u32;
         loop {
             let left = max.saturating_sub(cur);
             let share = left / ks;
             if share == 0 {
-                return None;
+                // Acquire: pairs with the Release in `settle`, so once no reservation is
+                // pending, the reload below sees every give-back.
+                if self.pending.load(Ordering::Acquire) == 0 || self.stopped() {
+                    let now = self.tokens.load(Ordering::Relaxed);
+                    if now == cur || self.stopped() {
+                        return None;
+                    }
+                    cur = now;
+                    continue;
+                }
+                waits = (waits + 1).min(10);
+                if waits < 4 {
+                    std::thread::yield_now();
+                } else {
+                    std::thread::sleep(Duration::from_micros(1 << waits));
+                }
+                cur = self.tokens.load(Ordering::Relaxed);
+                continue;
             }
             let limits: Vec<u64> = if want <= left {
                 caps.clone()
@@ -334,6 +362,8 @@ impl Shared {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
+                    // Relaxed: only counted; `settle` publishes the give-back.
+                    self.pending.fetch_add(1, Ordering::Relaxed);
                     for (s, l) in specs.iter_mut().zip(limits) {
                         s.max_tokens = Some(l.min(u64::from(u32::MAX)) as u32);
                     }
@@ -342,6 +372,16 @@ impl Shared {
                 Err(now) => cur = now,
             }
         }
+    }
+
+    /// Ends a reservation of `reserved` tokens of which the call used `used`: gives back the
+    /// rest, then stops counting it as pending.
+    fn settle(&self, reserved: u64, used: u64) {
+        // Relaxed: a budget counter; the contract check keeps `used <= reserved`.
+        self.tokens
+            .fetch_sub(reserved - used.min(reserved), Ordering::Relaxed);
+        // Release: the give-back above is visible to a waiter that sees this decrement.
+        self.pending.fetch_sub(1, Ordering::Release);
     }
 
     fn fail(&self, e: Error) {
@@ -378,11 +418,11 @@ impl Ctx<'_> {
         local: &mut SearchStats,
     ) -> Result<Option<Vec<Vec<Step>>>> {
         let reserved = match self.cfg.budget.max_tokens {
-            None => 0,
+            None => None,
             Some(max) => {
                 let policy = self.eval.policy(rollout)?;
                 match self.shared.reserve(max, &mut specs, &**policy) {
-                    Some(r) => r,
+                    Some(r) => Some(r),
                     None => {
                         self.shared.stop(StopReason::Tokens);
                         return Ok(None);
@@ -397,11 +437,8 @@ impl Ctx<'_> {
                 .map(|s| u64::from(s.n_tokens))
                 .sum::<u64>()
         });
-        if reserved > 0 {
-            // Relaxed: a budget counter; the contract check keeps `used <= reserved`.
-            self.shared
-                .tokens
-                .fetch_sub(reserved - used.min(reserved), Ordering::Relaxed);
+        if let Some(reserved) = reserved {
+            self.shared.settle(reserved, used);
         }
         let out = out?;
         local.tokens += used;

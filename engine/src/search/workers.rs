@@ -252,6 +252,13 @@ fn simulate(
             path.push(n);
         }
         let next = *chain.last().expect("a chain has a head");
+        if !created.is_empty()
+            && super::children::prunes(cfg, tree.is_terminal(next), tree.eval(next))
+        {
+            // Frozen before it was linked: no tokens are spent below it.
+            let s = tree.eval(next).map_or(0.0, |e| e.score);
+            return done(path, tally, s);
+        }
         if !created.is_empty() && !cfg.expansion.descend_to_terminal {
             let s = tree.eval(next).map_or(0.0, |e| e.score);
             return done(path, tally, s);
