@@ -1,9 +1,9 @@
 //! # ponder
 //!
 //! Monte Carlo tree search over reasoning steps for language models. This facade re-exports the
-//! workspace crates: [`engine`] (traits, tree, search, batching, extraction), [`eval`] (methods
-//! side by side at equal generated tokens), [`policies`] and
-//! [`critics`].
+//! workspace crates: [`engine`] (traits, tree, search, batching, extraction), [`runtime`] (the
+//! [`Config`], one model loader, the critic panel, datasets, and the [`Searcher`]), [`eval`]
+//! (methods side by side at equal generated tokens), [`policies`] and [`critics`].
 //!
 //! The README's library example, kept compiling here:
 //!
@@ -26,3 +26,5 @@ pub use ponder_critics as critics;
 pub use ponder_engine as engine;
 pub use ponder_eval as eval;
 pub use ponder_policies as policies;
+pub use ponder_runtime as runtime;
+pub use ponder_runtime::{Config, Searcher};

@@ -9,7 +9,8 @@ use ponder_engine::Problem;
 use ponder_engine::rng::{Rng, hash_bytes, mix};
 
 /// Which part of the problem space.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Split {
     /// 70% of questions.
     Train,

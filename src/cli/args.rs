@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ponder::engine::config::{Algorithm, AnswerRule, BackupRule, SelectionRule};
 
-use super::config::{BackendKind, PolicyKind, Preset};
+use ponder::runtime::{BackendKind, PolicyKind, Preset};
 
 const ABOUT: &str = "Monte Carlo tree search over reasoning steps: better answers at test time, \
 step-level preference pairs for DPO.";

@@ -1,5 +1,4 @@
-//! The `ponder` command line: arguments, the config file, and one module per subcommand.
+//! The `ponder` command line: arguments and one module per subcommand.
 
 pub(crate) mod args;
 pub(crate) mod commands;
-pub(crate) mod config;

@@ -6,7 +6,7 @@ use ponder::engine::testing::bench;
 use crate::cli::args::{
     BenchCommand, BenchLatencyArgs, BenchPolicyArgs, BenchRemoteArgs, BenchTreeArgs,
 };
-use crate::cli::config::{FileConfig, PolicyKind};
+use ponder::runtime::{Config, PolicyKind};
 
 pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
@@ -42,7 +42,7 @@ fn remote(a: BenchRemoteArgs) -> Result<()> {
         ("parallel-batched", a.threads, a.parallel_trees, true),
     ];
     for (i, (name, threads, trees, batched)) in runs.into_iter().enumerate() {
-        let mut c = FileConfig::default();
+        let mut c = Config::default();
         c.policy.kind = PolicyKind::Remote;
         c.policy.remote.batched = batched;
         c.policy.remote.endpoints = vec![server.url()];
@@ -53,8 +53,9 @@ fn remote(a: BenchRemoteArgs) -> Result<()> {
         c.batch.max_batch = if i == 0 { 1 } else { 256 };
         c.batch.max_wait_ms = 2.0;
         c.validate()?;
-        let (models, client, _) = super::run::models_with_client(&c, &problems)?;
-        let s = super::run::run_problems(&c, &models, &problems, trees, true, |_, _, r| {
+        let searcher = super::run::searcher(&c, &problems)?;
+        let client = searcher.loaded().client.clone();
+        let s = super::run::run_problems(&searcher, &problems, trees, true, |_, _, r| {
             r.map(|_| ()).map_err(anyhow::Error::from)
         })?;
         wall[i] = s.wall_seconds;
@@ -85,8 +86,8 @@ fn conformance(a: &BenchRemoteArgs, url: &str) -> Result<()> {
     use ponder::critics::problems::{Split, word_problems};
     use ponder::policies::conformance::{check_tree, probe};
     let mut c = match &a.config {
-        Some(p) => FileConfig::load(p, None)?,
-        None => FileConfig::default(),
+        Some(p) => Config::load(p, None)?,
+        None => Config::default(),
     };
     c.policy.kind = PolicyKind::Remote;
     c.policy.remote.endpoints = vec![url.to_string()];
@@ -100,9 +101,13 @@ fn conformance(a: &BenchRemoteArgs, url: &str) -> Result<()> {
     c.search.parallel.threads = a.threads;
     c.validate()?;
     let problems = word_problems(a.problems.max(1), 1, 1, Split::Dev);
-    let (models, client, _) = super::run::models_with_client(&c, &problems)?;
-    let client = client.ok_or_else(|| anyhow::anyhow!("the remote policy has no client"))?;
-    let prompt = models.task.prompt(&problems[0]);
+    let searcher = super::run::searcher(&c, &problems)?;
+    let client = searcher
+        .loaded()
+        .client
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the remote policy has no client"))?;
+    let prompt = searcher.models().task.prompt(&problems[0]);
     let concurrent = a.concurrency.clamp(1, 8);
     let p = probe(&client, &prompt, c.policy.step.max_tokens, concurrent)?;
     println!(
@@ -126,7 +131,7 @@ fn conformance(a: &BenchRemoteArgs, url: &str) -> Result<()> {
     let rule = c.policy.step.clone();
     let before = client.stats();
     let (mut nodes, mut violations) = (0usize, 0usize);
-    let s = super::run::run_problems(&c, &models, &problems, a.parallel_trees, true, |_, p, r| {
+    let s = super::run::run_problems(&searcher, &problems, a.parallel_trees, true, |_, p, r| {
         let r = r?;
         nodes += r.tree.node_ids().count().saturating_sub(1);
         for v in check_tree(&r.tree, &rule, rule.max_tokens) {
@@ -174,7 +179,7 @@ fn policy(a: BenchPolicyArgs) -> Result<()> {
         "model {} not found: run scripts/setup.sh or pass --model",
         path.display()
     );
-    let device = super::run::device(a.backend)?;
+    let device = a.backend.device()?;
     let (m, tok) = super::dpo::load(&path, &device)?;
     let prompt = tok.encode(&tok.chat().render(
         None,
@@ -210,7 +215,7 @@ fn policy(a: BenchPolicyArgs) -> Result<()> {
         );
     }
     // KV reuse on a search: the LLM policy expands a tree to depth >= 5.
-    let mut cfg = FileConfig::default();
+    let mut cfg = Config::default();
     cfg.policy.kind = PolicyKind::Llm;
     cfg.policy.model = Some(path);
     cfg.policy.backend = a.backend;
@@ -221,7 +226,7 @@ fn policy(a: BenchPolicyArgs) -> Result<()> {
     cfg.search.expansion.widening.c_min = 2;
     cfg.search.expansion.descend_to_terminal = true;
     cfg.validate()?;
-    let policy = std::sync::Arc::new(super::run::load_llm(&cfg)?);
+    let policy = std::sync::Arc::new(ponder::runtime::models::load_local_policy(&cfg.policy)?);
     let models = ponder::engine::Models {
         policy: policy.clone(),
         rollout: None,
@@ -265,7 +270,7 @@ fn latency(a: BenchLatencyArgs) -> Result<()> {
         fixed: std::time::Duration::from_secs_f64(a.latency_ms / 1e3),
         per_request: std::time::Duration::from_secs_f64(a.per_request_ms / 1e3),
     };
-    let mut cfg = FileConfig::default();
+    let mut cfg = Config::default();
     cfg.search.budget.simulations = a.simulations;
     let models = latency::slow(&synthetic::models(&cfg.synthetic.spec()), lat);
     let problems = synthetic::problems(a.problems, 4, 1);
@@ -279,7 +284,8 @@ fn latency(a: BenchLatencyArgs) -> Result<()> {
         c.batch.max_batch = if i == 0 { 1 } else { a.max_batch };
         c.batch.max_wait_ms = a.max_wait_ms;
         c.validate()?;
-        let s = super::run::run_problems(&c, &models, &problems, trees, true, |_, _, r| {
+        let searcher = ponder::runtime::Searcher::from_models(c, models.clone())?;
+        let s = super::run::run_problems(&searcher, &problems, trees, true, |_, _, r| {
             r.map(|_| ()).map_err(anyhow::Error::from)
         })?;
         wall[i] = s.wall_seconds;

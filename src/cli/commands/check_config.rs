@@ -3,10 +3,10 @@
 use anyhow::Result;
 
 use crate::cli::args::CheckConfigArgs;
-use crate::cli::config::FileConfig;
+use ponder::runtime::Config;
 
 pub(crate) fn run(args: CheckConfigArgs) -> Result<()> {
-    let cfg = FileConfig::load(&args.file, None)?;
+    let cfg = Config::load(&args.file, None)?;
     cfg.validate()?;
     print!("{}", toml::to_string(&cfg)?);
     Ok(())

@@ -13,7 +13,7 @@ use ponder::engine::{Critic, CriticKind, NodeId, PathRef, Problem, Step, Tree, T
 use ponder::policies::step_policy::LlamaPolicy;
 
 use crate::cli::args::{EvalCriticArgs, HeadKind, TrainCriticArgs};
-use crate::cli::config::{FileConfig, PolicyKind};
+use ponder::runtime::{Config, PolicyKind};
 
 fn bar(len: usize, quiet: bool, what: &str) -> ProgressBar {
     if quiet {
@@ -31,10 +31,12 @@ fn bar(len: usize, quiet: bool, what: &str) -> ProgressBar {
 }
 
 fn load_policy(model: Option<&Path>) -> Result<Arc<LlamaPolicy>> {
-    let mut cfg = FileConfig::default();
+    let mut cfg = Config::default();
     cfg.policy.kind = PolicyKind::Llm;
     cfg.policy.model = model.map(Path::to_path_buf);
-    Ok(Arc::new(super::run::load_llm(&cfg)?))
+    Ok(Arc::new(ponder::runtime::models::load_local_policy(
+        &cfg.policy,
+    )?))
 }
 
 fn read_all(files: &[std::path::PathBuf]) -> Result<Vec<LabelledPrefix>> {

@@ -12,7 +12,7 @@ use ponder::policies::models;
 use ponder::policies::tokenizer::Tokenizer;
 
 use crate::cli::args::{DpoArgs, DpoLoss};
-use crate::cli::config::BackendKind;
+use ponder::runtime::BackendKind;
 
 /// Loads a GGUF file or HF folder onto `device` (the library's one loader).
 pub(crate) fn load(path: &Path, device: &Device) -> Result<(Llama, Tokenizer)> {
@@ -30,7 +30,7 @@ pub(crate) fn train(
     out: &Path,
     quiet: bool,
 ) -> Result<DpoReport> {
-    let device = super::run::device(backend)?.autodiff();
+    let device = backend.device()?.autodiff();
     let (model, tokenizer) = load(model_path, &device)?;
     let mut all = Vec::new();
     for p in pairs {

@@ -7,9 +7,9 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ponder::eval::{EvalSpec, Folder, Method, report};
 
-use super::run::{load_problems, models, resolve_config};
+use super::run::{load_problems, resolve_config};
 use crate::cli::args::EvalArgs;
-use crate::cli::config::{FileConfig, PolicyKind};
+use ponder::runtime::{Config, PolicyKind};
 
 pub(crate) fn run(args: EvalArgs, quiet: bool) -> Result<()> {
     let folder = Folder::new(&args.out);
@@ -73,7 +73,7 @@ pub(crate) fn run(args: EvalArgs, quiet: bool) -> Result<()> {
         settings,
     };
     spec.validate()?;
-    let models = models(&cfg, &problems)?;
+    let models = ponder::runtime::models::load(&cfg, &problems)?.models;
     let total =
         (problems.len() * spec.methods.len() * spec.budgets.len() * spec.seeds.len()) as u64;
     let bar = if quiet {
@@ -132,7 +132,7 @@ pub(crate) fn run(args: EvalArgs, quiet: bool) -> Result<()> {
 }
 
 /// A method name: built-in, or `NAME=FILE.toml` / `FILE.toml` (the file's search settings).
-fn method(spec: &str, cfg: &FileConfig) -> Result<Method> {
+fn method(spec: &str, cfg: &Config) -> Result<Method> {
     let (name, file) = match spec.split_once('=') {
         Some((n, f)) => (n.to_string(), Some(f)),
         None if spec.ends_with(".toml") => (
@@ -146,7 +146,7 @@ fn method(spec: &str, cfg: &FileConfig) -> Result<Method> {
     match file {
         Some(f) => {
             let file_cfg =
-                FileConfig::load(Path::new(f), None).with_context(|| format!("method `{name}`"))?;
+                Config::load(Path::new(f), None).with_context(|| format!("method `{name}`"))?;
             Ok(Method::custom(&name, file_cfg.search))
         }
         None => Ok(Method::builtin(&name, &cfg.search)?),

@@ -8,10 +8,11 @@ use anyhow::{Context, Result, bail};
 use ponder::engine::extract::{self, SCHEMA_VERSION};
 
 use super::journal::{Entry, JOURNAL, Journal, Status};
-use super::run::{
-    RemoteClient, RunSummary, cache_counts, chain, load_problems, models_with_client,
-    resolve_config, run_problems_with,
-};
+use super::run::{chain, load_problems, resolve_config, run_problems_with, searcher};
+use ponder::runtime::RunSummary;
+
+/// The shared HTTP client of a remote policy.
+type RemoteClient = std::sync::Arc<ponder::policies::remote::Client>;
 use crate::cli::args::GenerateArgs;
 use ponder::engine::Problem;
 
@@ -103,7 +104,9 @@ pub(crate) fn run(args: GenerateArgs, quiet: bool) -> Result<()> {
         .map(|(i, p)| (i as u64, p))
         .filter(|(i, _)| shard.is_none_or(|(k, n)| i % n == k))
         .collect();
-    let (models, client, caches) = models_with_client(&cfg, &all)?;
+    let searcher = searcher(&cfg, &all)?;
+    let models = searcher.models();
+    let client = searcher.loaded().client.clone();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let mut names = vec!["pairs.jsonl", "prm.jsonl", "sft.jsonl"];
@@ -212,8 +215,7 @@ pub(crate) fn run(args: GenerateArgs, quiet: bool) -> Result<()> {
         })
     };
     let summary = run_problems_with(
-        &cfg,
-        &models,
+        &searcher,
         &problems,
         Some(&ids),
         args.flags.parallel_trees,
@@ -273,7 +275,7 @@ pub(crate) fn run(args: GenerateArgs, quiet: bool) -> Result<()> {
         mine.len(),
         Some(&summary),
         client,
-        Some(cache_counts(&caches)),
+        Some(searcher.loaded().cache_counts()),
     )?;
     if !quiet {
         eprintln!(

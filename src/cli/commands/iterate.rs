@@ -27,9 +27,10 @@ use ponder::policies::models;
 use serde::Serialize;
 
 use super::generate::Jsonl;
-use super::run::{models as load_models, run_problems};
+use super::run::{run_problems, searcher};
 use crate::cli::args::{HeadKind, IterateArgs, PairLevel};
-use crate::cli::config::{FileConfig, PolicyKind};
+use ponder::runtime::{Config, PolicyKind};
+use ponder::runtime::{Loaded, Searcher};
 
 /// One row of the metrics table.
 #[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
@@ -85,8 +86,8 @@ struct GenStats {
 
 /// The search settings of a round: its policy `model`, and the critic heads in `heads` (the
 /// round's `critics/` folder) when `--train-critics` made them.
-fn base_cfg(model: &Path, heads: &Path, a: &IterateArgs) -> FileConfig {
-    let mut cfg = FileConfig::default();
+fn base_cfg(model: &Path, heads: &Path, a: &IterateArgs) -> Config {
+    let mut cfg = Config::default();
     cfg.policy.kind = PolicyKind::Llm;
     cfg.policy.model = Some(model.to_path_buf());
     if a.train_critics && heads.join("value.safetensors").exists() {
@@ -98,10 +99,10 @@ fn base_cfg(model: &Path, heads: &Path, a: &IterateArgs) -> FileConfig {
     cfg
 }
 
-/// Accuracy and tokens of one algorithm on the test split.
-fn accuracy(cfg: &FileConfig, problems: &[Problem], trees: u32) -> Result<(f64, u64)> {
-    let m = load_models(cfg, problems)?;
-    let s = run_problems(cfg, &m, problems, trees, true, |_, _, _| Ok(()))?;
+/// Accuracy and tokens of one algorithm on the test split, on models already loaded.
+fn accuracy(cfg: &Config, loaded: &Loaded, problems: &[Problem], trees: u32) -> Result<(f64, u64)> {
+    let searcher = Searcher::with_models(cfg.clone(), loaded.clone())?;
+    let s = run_problems(&searcher, problems, trees, true, |_, _, _| Ok(()))?;
     if s.failed > 0 {
         bail!("{} of {} searches failed", s.failed, s.problems);
     }
@@ -110,16 +111,18 @@ fn accuracy(cfg: &FileConfig, problems: &[Problem], trees: u32) -> Result<(f64, 
 
 fn evaluate(model: &Path, heads: &Path, test: &[Problem], a: &IterateArgs) -> Result<Eval> {
     let start = Instant::now();
+    // One model load for the three evaluations: they differ in search settings only.
+    let loaded = ponder::runtime::models::load(&base_cfg(model, heads, a), test)?;
     let mut cfg = base_cfg(model, heads, a);
     cfg.search.algorithm = Algorithm::Greedy;
-    let (greedy_acc, t1) = accuracy(&cfg, test, a.parallel_trees)?;
+    let (greedy_acc, t1) = accuracy(&cfg, &loaded, test, a.parallel_trees)?;
     let mut cfg = base_cfg(model, heads, a);
     cfg.search.budget.simulations = a.eval_simulations;
-    let (mcts_acc, t2) = accuracy(&cfg, test, a.parallel_trees)?;
+    let (mcts_acc, t2) = accuracy(&cfg, &loaded, test, a.parallel_trees)?;
     let mut cfg = base_cfg(model, heads, a);
     cfg.search.algorithm = Algorithm::SelfConsistency;
     cfg.search.baseline.n = a.sc_n;
-    let (sc_acc, t3) = accuracy(&cfg, test, a.parallel_trees)?;
+    let (sc_acc, t3) = accuracy(&cfg, &loaded, test, a.parallel_trees)?;
     Ok(Eval {
         greedy_acc,
         mcts_acc,
@@ -210,7 +213,7 @@ fn generate(
     // the Q values the pairs come from reflect correctness. Evaluation never does this.
     cfg.search.scoring.outcome_reward = 1.0;
     cfg.output.pairs.scope = extract::PairScope::Tree;
-    let m = load_models(&cfg, train)?;
+    let searcher = searcher(&cfg, train)?;
     let mut pairs = Jsonl::create(dir, "pairs.jsonl", true)?;
     let mut traj = Jsonl::create(dir, "trajectory_pairs.jsonl", true)?;
     let mut prm = Jsonl::create(dir, "prm.jsonl", true)?;
@@ -218,7 +221,7 @@ fn generate(
     let k = 4;
     let (mut solved, mut distinct, mut pass, mut trees) = (0usize, 0usize, 0.0, 0usize);
     let (mut scores, mut labels) = (Vec::new(), Vec::new());
-    let summary = run_problems(&cfg, &m, train, a.parallel_trees, true, |_, _, r| {
+    let summary = run_problems(&searcher, train, a.parallel_trees, true, |_, _, r| {
         let Ok(rep) = r else { return Ok(()) };
         let out = extract::extract(&rep, &cfg.search, &cfg.output);
         for p in &out.pairs {
@@ -544,7 +547,7 @@ pub(crate) fn run(a: IterateArgs, quiet: bool) -> Result<()> {
                 let start = Instant::now();
                 let rep = super::dpo::train(
                     &model,
-                    crate::cli::config::BackendKind::Flex,
+                    ponder::runtime::BackendKind::Flex,
                     &[gen_dir.join(file)],
                     a.max_pairs,
                     dpo_cfg.clone(),

@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::{Context, Result, bail};
 use ponder::engine::{Problem, SearchReport, extract};
 
-use super::run::{chain, load_problems, models_with_client, resolve_config, run_problems};
+use super::run::{chain, load_problems, resolve_config, run_problems, searcher};
 use crate::cli::args::SearchArgs;
 
 pub(crate) fn run(args: SearchArgs, quiet: bool) -> Result<()> {
@@ -22,15 +22,15 @@ pub(crate) fn run(args: SearchArgs, quiet: bool) -> Result<()> {
             bail!("nothing to search: give a question, --dataset FILE or --synthetic N")
         }
     };
-    let (models, client, _) = models_with_client(&cfg, &problems)?;
+    let searcher = searcher(&cfg, &problems)?;
+    let client = searcher.loaded().client.clone();
     let single = problems.len() == 1;
     if !single && (args.dump_tree.is_some() || args.dot.is_some()) {
         bail!("--dump-tree and --dot need a single problem");
     }
     let stdout = std::io::stdout();
     let summary = run_problems(
-        &cfg,
-        &models,
+        &searcher,
         &problems,
         args.flags.parallel_trees,
         quiet,

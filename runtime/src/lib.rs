@@ -1,0 +1,20 @@
+//! # ponder-runtime
+//!
+//! What turns settings into a working search, for the CLI and for programs alike:
+//! [`Config`] (the TOML model, presets, validation naming the field), [`models::load`] (one
+//! loader for GGUF files, HF folders, served models and the synthetic test double, with the
+//! critic panel), [`ProblemSource`] (JSONL datasets and the problem generators) and
+//! [`Searcher`] (one problem, or many trees in flight over one batcher with results in input
+//! order and a progress callback).
+
+pub mod config;
+pub mod dataset;
+mod error;
+pub mod models;
+pub mod searcher;
+
+pub use config::{BackendKind, Config, PolicyKind, Preset};
+pub use dataset::{DatasetFields, ProblemSource};
+pub use error::{Error, Result};
+pub use models::Loaded;
+pub use searcher::{ManyOptions, Progress, RunSummary, Searcher};

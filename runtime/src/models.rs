@@ -1,0 +1,316 @@
+//! Turning a [`Config`] into models: the policy (in process, remote, or the synthetic test
+//! double), the critic panel, and the task. The one loader every command and program uses.
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ponder_engine::testing::synthetic;
+use ponder_engine::{CachedCritic, Critic, CriticKind, CriticPanel, Models, Problem, ScoreRange};
+use ponder_policies::remote::{Client, RemotePolicy, RemoteSampling};
+use ponder_policies::step_policy::LlamaPolicy;
+
+use crate::config::{BackendKind, Config, CriticsConfig, PolicyConfig, PolicyKind};
+use crate::error::{Error, Result};
+
+/// Checks that the synthetic task can read every problem, naming the first it cannot.
+pub fn check_synthetic(problems: &[Problem]) -> Result<()> {
+    for p in problems {
+        if synthetic::Arithmetic::parse(&p.question).is_none() {
+            return Err(Error::Problem {
+                problem: p.id.clone(),
+                message: format!(
+                    "the synthetic task (`policy.kind = \"synthetic\"`, a test double) reads \
+                     questions like 'Start with 7. Add 3. Multiply by 2. What is the result?', \
+                     got {:?}; word problems and GSM8K need the LLM policy (the default)",
+                    p.question
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The models of a config, and the handles their owner may want afterwards. Cloning shares
+/// the models (one copy of the weights) between searchers with different search settings.
+#[derive(Clone)]
+pub struct Loaded {
+    /// Policy, rollout policy, critic panel and task.
+    pub models: Models,
+    /// The remote policy's HTTP client (its request counters), if the policy is served.
+    pub client: Option<Arc<Client>>,
+    /// The score caches in front of model-backed critics (their hit counts).
+    pub caches: Vec<Arc<CachedCritic>>,
+    /// The in-process policy, if there is one (for training on the same weights).
+    pub local: Option<Arc<LlamaPolicy>>,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("policy", &self.models.policy.name())
+            .field("remote", &self.client.is_some())
+            .field("caches", &self.caches.len())
+            .finish()
+    }
+}
+
+impl Loaded {
+    /// `(hits, misses)` of the critics' score caches, summed.
+    pub fn cache_counts(&self) -> (u64, u64) {
+        self.caches
+            .iter()
+            .map(|c| c.counts())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+}
+
+/// Loads the models `cfg` names: the LLM policy (in process or served over HTTP) with the math
+/// task and the configured critics, or the synthetic test-double world. `problems` are checked
+/// against the task first (the synthetic task reads only its own questions).
+///
+/// # Errors
+/// A model that cannot be read or reached, a critic that cannot be built, a problem the task
+/// cannot read.
+pub fn load(cfg: &Config, problems: &[Problem]) -> Result<Loaded> {
+    match cfg.policy.kind {
+        PolicyKind::Synthetic => {
+            check_synthetic(problems)?;
+            Ok(Loaded {
+                models: synthetic::models(&cfg.synthetic.spec()),
+                client: None,
+                caches: Vec::new(),
+                local: None,
+            })
+        }
+        PolicyKind::Llm => {
+            let policy = Arc::new(load_local_policy(&cfg.policy)?);
+            let (critics, caches) =
+                critic_panel(&cfg.critics, Backbone::Local(&policy), &cfg.policy)?;
+            Ok(Loaded {
+                models: Models {
+                    policy: policy.clone(),
+                    // Fast rollouts (`search.scoring.rollouts`) complete paths with the policy.
+                    rollout: Some(policy.clone()),
+                    critics,
+                    task: Arc::new(cfg.task.task()),
+                },
+                client: None,
+                caches,
+                local: Some(policy),
+            })
+        }
+        PolicyKind::Remote => {
+            let (policy, client) = remote_policy(&cfg.policy)?;
+            let policy: Arc<dyn ponder_engine::Policy> = Arc::new(policy);
+            let (critics, caches) =
+                critic_panel(&cfg.critics, Backbone::Remote(&client), &cfg.policy)?;
+            Ok(Loaded {
+                models: Models {
+                    policy: policy.clone(),
+                    rollout: Some(policy),
+                    critics,
+                    task: Arc::new(cfg.task.task()),
+                },
+                client: Some(client),
+                caches,
+                local: None,
+            })
+        }
+    }
+}
+
+/// The step rule of `policy`, with the math task's answer marker when none is set.
+fn step_rule(policy: &PolicyConfig) -> ponder_engine::StepRule {
+    let mut rule = policy.step.clone();
+    if rule.answer_pattern.is_none() {
+        rule.answer_pattern = Some(ponder_critics::math::ANSWER_MARKER.into());
+    }
+    rule
+}
+
+/// The remote policy of `[policy.remote]` and its client.
+///
+/// # Errors
+/// A bad endpoint or API key setting.
+pub fn remote_policy(policy: &PolicyConfig) -> Result<(RemotePolicy, Arc<Client>)> {
+    let client = Arc::new(Client::new(&policy.remote)?);
+    tracing::info!(endpoints = ?policy.remote.endpoints, model = %policy.remote.model, "remote policy");
+    Ok((
+        RemotePolicy::new(
+            client.clone(),
+            step_rule(policy),
+            RemoteSampling {
+                temperature: policy.temperature,
+                top_p: policy.top_p,
+            },
+        ),
+        client,
+    ))
+}
+
+impl BackendKind {
+    /// The Burn device of this backend.
+    ///
+    /// # Errors
+    /// wgpu without the `wgpu` feature, or with no usable adapter.
+    pub fn device(self) -> Result<burn::prelude::Device> {
+        Ok(self.backend().device()?)
+    }
+}
+
+/// Loads the configured model (GGUF file, HF folder, or a known name; the installed default
+/// when none is set) into a step policy.
+///
+/// # Errors
+/// A model that cannot be found or read, or a backend that cannot start.
+pub fn load_local_policy(policy: &PolicyConfig) -> Result<LlamaPolicy> {
+    use ponder_policies::{models, step_policy};
+    let path = policy
+        .model
+        .as_deref()
+        .map_or_else(models::default_model_path, models::resolve);
+    let start = Instant::now();
+    let (model, tokenizer) = models::load(&path, &policy.backend.device()?)?;
+    tracing::info!(model = %path.display(), secs = start.elapsed().as_secs_f64(), "model loaded");
+    Ok(LlamaPolicy::new(
+        model,
+        tokenizer,
+        step_rule(policy),
+        step_policy::Sampling {
+            temperature: policy.temperature,
+            top_p: policy.top_p,
+            top_k: policy.top_k,
+        },
+        policy.chat,
+        policy.cache_entries,
+    )
+    .with_cache_bytes(policy.cache_mib.saturating_mul(1 << 20)))
+}
+
+/// What model-backed critics run on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backbone<'a> {
+    /// The in-process policy (heads read its hidden states, self-evaluation its logits).
+    Local(&'a Arc<LlamaPolicy>),
+    /// The served policy (self-evaluation as LLM-as-judge through its client; no heads).
+    Remote(&'a Arc<Client>),
+}
+
+/// The critic panel of `[critics]` (see [`CriticsConfig`]): one critic per kind, several of a
+/// kind averaged; model-backed critics behind score caches, which are returned too (for their
+/// hit counts).
+///
+/// # Errors
+/// A head file that cannot be read or is of the wrong kind, a head with a remote policy, a
+/// remote critic whose client cannot be built.
+pub fn critic_panel(
+    c: &CriticsConfig,
+    backbone: Backbone<'_>,
+    policy_cfg: &PolicyConfig,
+) -> Result<(CriticPanel, Vec<Arc<CachedCritic>>)> {
+    use ponder_critics::{arith, combine, head, remote, self_eval};
+    let caches = RefCell::new(Vec::new());
+    // Model-backed critics sit behind a score cache keyed by the path's text.
+    let cached = |c: Arc<dyn Critic>| -> Arc<dyn Critic> {
+        let c = Arc::new(CachedCritic::new(c, 1 << 18));
+        caches.borrow_mut().push(c.clone());
+        c
+    };
+    let head_critic = |path: &Path, want: CriticKind| -> Result<Arc<dyn Critic>> {
+        let Backbone::Local(policy) = backbone else {
+            return Err(Error::Critic {
+                what: path.display().to_string(),
+                message: "trained heads read the in-process model's hidden states; with a \
+                          remote policy serve the critic over HTTP instead ([[critics.remote]])"
+                    .into(),
+            });
+        };
+        let h = head::Head::load(path)?;
+        if h.kind != want {
+            return Err(Error::Critic {
+                what: path.display().to_string(),
+                message: format!("a {:?} head cannot be the {want:?} critic", h.kind),
+            });
+        }
+        Ok(cached(Arc::new(head::HeadCritic::new(
+            &h,
+            (*policy).clone(),
+            &path.display().to_string(),
+        )?)))
+    };
+    let in_dir = |name: &str| {
+        c.weights
+            .as_ref()
+            .map(|d| d.join(format!("{name}.safetensors")))
+            .filter(|p| p.exists())
+    };
+    let mut value: Vec<Arc<dyn Critic>> = Vec::new();
+    let mut outcome: Vec<Arc<dyn Critic>> = Vec::new();
+    let mut process: Vec<Arc<dyn Critic>> = Vec::new();
+    if let Some(p) = c.value.clone().or_else(|| in_dir("value")) {
+        value.push(head_critic(&p, CriticKind::Value)?);
+    }
+    if let Some(p) = c.outcome.clone().or_else(|| in_dir("outcome")) {
+        outcome.push(head_critic(&p, CriticKind::Outcome)?);
+    }
+    for p in &c.process {
+        process.push(match (p.as_str(), &backbone) {
+            ("arithmetic", _) => Arc::new(arith::ArithmeticCritic),
+            ("self-eval", Backbone::Local(policy)) => cached(Arc::new(
+                self_eval::SelfEvalCritic::new((*policy).clone(), c.self_eval())?,
+            )),
+            ("self-eval", Backbone::Remote(client)) => cached(Arc::new(remote::RemoteJudge::new(
+                (*client).clone(),
+                c.self_eval(),
+                policy_cfg.remote.template,
+                20,
+            ))),
+            (file, _) => head_critic(Path::new(file), CriticKind::Process)?,
+        });
+    }
+    if let Some(p) = in_dir("process") {
+        process.push(head_critic(&p, CriticKind::Process)?);
+    }
+    for (i, r) in c.remote.iter().enumerate() {
+        let mut rc = policy_cfg.remote.clone();
+        if let Some(e) = &r.endpoints {
+            rc.endpoints = e.clone();
+        }
+        if let Some(m) = &r.model {
+            rc.model = m.clone();
+        }
+        let client = Arc::new(Client::new(&rc).map_err(|e| Error::Critic {
+            what: format!("critics.remote[{i}]"),
+            message: e.to_string(),
+        })?);
+        let critic = cached(Arc::new(remote::RemoteCritic::new(
+            client,
+            r.kind,
+            r.format,
+            &r.path,
+            ScoreRange { lo: r.lo, hi: r.hi },
+        )));
+        match r.kind {
+            CriticKind::Value => value.push(critic),
+            CriticKind::Process => process.push(critic),
+            CriticKind::Outcome => outcome.push(critic),
+        }
+    }
+    let mut panel = CriticPanel::new();
+    for mut list in [value, process, outcome] {
+        match list.len() {
+            0 => {}
+            1 => panel = panel.with(list.remove(0))?,
+            _ => panel = panel.with(Arc::new(combine::MeanCritic::new(list)?))?,
+        }
+    }
+    for (kind, critic) in [CriticKind::Value, CriticKind::Process, CriticKind::Outcome]
+        .into_iter()
+        .filter_map(|k| panel.get(k).map(|c| (k, c.name().to_string())))
+    {
+        tracing::info!(?kind, critic, "critic");
+    }
+    Ok((panel, caches.into_inner()))
+}
