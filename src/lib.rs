@@ -3,7 +3,10 @@
 //! Monte Carlo tree search over reasoning steps for language models. This facade re-exports the
 //! workspace crates: [`engine`] (traits, tree, search, batching, extraction), [`runtime`] (the
 //! [`Config`], one model loader, the critic panel, datasets, and the [`Searcher`]), [`eval`]
-//! (methods side by side at equal generated tokens), [`policies`] and [`critics`].
+//! (methods side by side at equal generated tokens), [`tasks`] (the math task, the arithmetic
+//! checker, problem generators, chat templates; no model), and by feature: `remote` (models
+//! served over HTTP, no Burn) and `local` (the in-process model on Burn: `policies`, `critics`).
+//! The default feature `cli` (the binary) takes both.
 //!
 //! The README's library example, kept compiling here:
 //!
@@ -22,9 +25,14 @@
 //! # }
 //! ```
 
+#[cfg(feature = "local")]
 pub use ponder_critics as critics;
 pub use ponder_engine as engine;
 pub use ponder_eval as eval;
+#[cfg(feature = "local")]
 pub use ponder_policies as policies;
+#[cfg(feature = "remote")]
+pub use ponder_remote as remote;
 pub use ponder_runtime as runtime;
 pub use ponder_runtime::{Config, Searcher};
+pub use ponder_tasks as tasks;

@@ -24,6 +24,9 @@ pub enum Error {
     /// The policy backbone failed (encoding a path).
     #[error(transparent)]
     Policy(#[from] ponder_policies::Error),
+    /// Tasks, data readers and critic combinators.
+    #[error(transparent)]
+    Tasks(#[from] ponder_tasks::Error),
     /// Training could not run (no data, a backend failure).
     #[error("training: {0}")]
     Train(String),

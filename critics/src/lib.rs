@@ -6,16 +6,13 @@
 //! with Burn ([`head`]) from labelled paths ([`data`]), critics served over HTTP ([`remote`]),
 //! and the figures that say how good a critic is ([`metrics`]).
 
-pub mod arith;
-pub mod combine;
-pub mod data;
 pub mod error;
 pub mod head;
-pub mod math;
-pub mod metrics;
-pub mod problems;
-pub mod remote;
 pub mod self_eval;
 
 pub use error::{Error, Result};
+// The model-free parts live in `ponder-tasks` and `ponder-remote` (no Burn); re-exported here
+// so `ponder_critics::math` and the like keep their paths.
 pub use ponder_engine::{Critic, CriticKind, CriticPanel, ScoreRange};
+pub use ponder_remote::critics as remote;
+pub use ponder_tasks::{arith, combine, data, math, metrics, problems};

@@ -61,12 +61,10 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
-    /// A remote server failed for good (after retries) or refused the request.
-    #[error("{endpoint}: {message}")]
-    Remote {
-        /// The endpoint URL.
-        endpoint: String,
-        /// What went wrong.
-        message: String,
-    },
+    /// A served model (HTTP client, remote policy).
+    #[error(transparent)]
+    Remote(#[from] ponder_remote::Error),
+    /// Chat templates and other model-free parts.
+    #[error(transparent)]
+    Tasks(#[from] ponder_tasks::Error),
 }

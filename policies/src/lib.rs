@@ -9,19 +9,20 @@
 //! [`conformance`] measures a real one against what the remote policy needs.
 
 pub mod backend;
-pub mod conformance;
 pub mod dpo;
 pub mod error;
 pub mod gguf;
 pub mod hf;
 pub mod llama;
 pub mod lora;
-pub mod mock_server;
 pub mod models;
-pub mod remote;
 pub mod step_policy;
 pub mod testing;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
+// Served models live in `ponder-remote` (no Burn); re-exported here so
+// `ponder_policies::remote` and the like keep their paths.
 pub use ponder_engine::{ExpandRequest, Policy, Step, StepRule};
+pub use ponder_remote::policy as remote;
+pub use ponder_remote::{conformance, mock_server};

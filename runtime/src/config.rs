@@ -63,6 +63,7 @@ pub enum BackendKind {
 
 impl BackendKind {
     /// The library's backend.
+    #[cfg(feature = "local")]
     pub fn backend(self) -> ponder_policies::backend::Backend {
         use ponder_policies::backend::Backend;
         match self {
@@ -98,7 +99,7 @@ pub struct PolicyConfig {
     /// Where a step ends.
     pub step: ponder_engine::StepRule,
     /// The servers of `kind = "remote"`.
-    pub remote: ponder_policies::remote::RemoteConfig,
+    pub remote: ponder_remote::RemoteConfig,
 }
 
 impl Default for PolicyConfig {
@@ -117,7 +118,7 @@ impl Default for PolicyConfig {
                 max_tokens: 64,
                 ..ponder_engine::StepRule::default()
             },
-            remote: ponder_policies::remote::RemoteConfig::default(),
+            remote: ponder_remote::RemoteConfig::default(),
         }
     }
 }
@@ -191,7 +192,7 @@ pub struct RemoteCriticToml {
     pub path: String,
     /// `ponder` (`{"inputs": [{"prompt", "steps"}]}` -> `{"scores": [..]}`) or `vllm-pooling`.
     #[serde(default)]
-    pub format: ponder_critics::remote::ScoreFormat,
+    pub format: ponder_remote::critics::ScoreFormat,
     /// Lowest raw score.
     #[serde(default)]
     pub lo: f32,
@@ -239,7 +240,7 @@ pub struct SelfEvalToml {
 
 impl Default for SelfEvalToml {
     fn default() -> Self {
-        let d = ponder_critics::self_eval::SelfEvalConfig::default();
+        let d = ponder_tasks::judge::SelfEvalConfig::default();
         SelfEvalToml {
             prompt: d.prompt,
             reply_prefix: d.reply_prefix,
@@ -292,8 +293,8 @@ impl CriticsConfig {
         Ok(())
     }
 
-    pub fn self_eval(&self) -> ponder_critics::self_eval::SelfEvalConfig {
-        ponder_critics::self_eval::SelfEvalConfig {
+    pub fn self_eval(&self) -> ponder_tasks::judge::SelfEvalConfig {
+        ponder_tasks::judge::SelfEvalConfig {
             prompt: self.self_eval.prompt.clone(),
             reply_prefix: self.self_eval.reply_prefix.clone(),
             yes: self.self_eval.yes.clone(),
@@ -401,7 +402,7 @@ pub struct TaskConfig {
 impl Default for TaskConfig {
     fn default() -> Self {
         TaskConfig {
-            instruction: ponder_critics::math::DEFAULT_INSTRUCTION.into(),
+            instruction: ponder_tasks::math::DEFAULT_INSTRUCTION.into(),
             shots: 0,
         }
     }
@@ -409,12 +410,12 @@ impl Default for TaskConfig {
 
 impl TaskConfig {
     /// The task.
-    pub fn task(&self) -> ponder_critics::math::MathTask {
-        ponder_critics::math::MathTask::few_shot(self.shots).with_instruction(&self.instruction)
+    pub fn task(&self) -> ponder_tasks::math::MathTask {
+        ponder_tasks::math::MathTask::few_shot(self.shots).with_instruction(&self.instruction)
     }
 
     fn validate(&self) -> Result<()> {
-        let most = ponder_critics::math::WORKED_EXAMPLES.len();
+        let most = ponder_tasks::math::WORKED_EXAMPLES.len();
         if self.shots > most {
             return Err(Error::config(
                 "task.shots",

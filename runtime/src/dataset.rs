@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use ponder_critics::problems::Split;
 use ponder_engine::Problem;
 use ponder_engine::testing::synthetic;
+use ponder_tasks::problems::Split;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -82,7 +82,7 @@ impl ProblemSource {
                 split,
             } => {
                 nonzero(*n, "word")?;
-                Ok(ponder_critics::problems::word_problems(
+                Ok(ponder_tasks::problems::word_problems(
                     *n, *level, *seed, *split,
                 ))
             }

@@ -62,12 +62,20 @@ pub enum Error {
     /// The engine (search, batcher, config validation).
     #[error(transparent)]
     Engine(#[from] ponder_engine::Error),
-    /// Models: reading, loading, remote clients.
+    /// In-process models: reading, loading, running.
+    #[cfg(feature = "local")]
     #[error(transparent)]
     Policies(#[from] ponder_policies::Error),
-    /// Critics and tasks.
+    /// Trained and self-evaluating critics.
+    #[cfg(feature = "local")]
     #[error(transparent)]
     Critics(#[from] ponder_critics::Error),
+    /// Served models.
+    #[error(transparent)]
+    Remote(#[from] ponder_remote::Error),
+    /// Tasks and critic combinators.
+    #[error(transparent)]
+    Tasks(#[from] ponder_tasks::Error),
     /// The caller's result handler failed; the run stopped there.
     #[error("{0}")]
     Handler(Box<dyn std::error::Error + Send + Sync>),

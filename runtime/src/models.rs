@@ -4,14 +4,16 @@
 use std::cell::RefCell;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 use ponder_engine::testing::synthetic;
 use ponder_engine::{CachedCritic, Critic, CriticKind, CriticPanel, Models, Problem, ScoreRange};
-use ponder_policies::remote::{Client, RemotePolicy, RemoteSampling};
+#[cfg(feature = "local")]
 use ponder_policies::step_policy::LlamaPolicy;
+use ponder_remote::{Client, RemotePolicy, RemoteSampling};
 
-use crate::config::{BackendKind, Config, CriticsConfig, PolicyConfig, PolicyKind};
+#[cfg(feature = "local")]
+use crate::config::BackendKind;
+use crate::config::{Config, CriticsConfig, PolicyConfig, PolicyKind};
 use crate::error::{Error, Result};
 
 /// Checks that the synthetic task can read every problem, naming the first it cannot.
@@ -43,6 +45,7 @@ pub struct Loaded {
     /// The score caches in front of model-backed critics (their hit counts).
     pub caches: Vec<Arc<CachedCritic>>,
     /// The in-process policy, if there is one (for training on the same weights).
+    #[cfg(feature = "local")]
     pub local: Option<Arc<LlamaPolicy>>,
 }
 
@@ -81,9 +84,16 @@ pub fn load(cfg: &Config, problems: &[Problem]) -> Result<Loaded> {
                 models: synthetic::models(&cfg.synthetic.spec()),
                 client: None,
                 caches: Vec::new(),
+                #[cfg(feature = "local")]
                 local: None,
             })
         }
+        #[cfg(not(feature = "local"))]
+        PolicyKind::Llm => Err(Error::config(
+            "policy.kind",
+            "this build has no in-process model (the `local` feature): use `remote` or `synthetic`",
+        )),
+        #[cfg(feature = "local")]
         PolicyKind::Llm => {
             let policy = Arc::new(load_local_policy(&cfg.policy)?);
             let (critics, caches) =
@@ -115,6 +125,7 @@ pub fn load(cfg: &Config, problems: &[Problem]) -> Result<Loaded> {
                 },
                 client: Some(client),
                 caches,
+                #[cfg(feature = "local")]
                 local: None,
             })
         }
@@ -125,7 +136,7 @@ pub fn load(cfg: &Config, problems: &[Problem]) -> Result<Loaded> {
 fn step_rule(policy: &PolicyConfig) -> ponder_engine::StepRule {
     let mut rule = policy.step.clone();
     if rule.answer_pattern.is_none() {
-        rule.answer_pattern = Some(ponder_critics::math::ANSWER_MARKER.into());
+        rule.answer_pattern = Some(ponder_tasks::math::ANSWER_MARKER.into());
     }
     rule
 }
@@ -150,6 +161,7 @@ pub fn remote_policy(policy: &PolicyConfig) -> Result<(RemotePolicy, Arc<Client>
     ))
 }
 
+#[cfg(feature = "local")]
 impl BackendKind {
     /// The Burn device of this backend.
     ///
@@ -160,6 +172,7 @@ impl BackendKind {
     }
 }
 
+#[cfg(feature = "local")]
 /// Loads the configured model (GGUF file, HF folder, or a known name; the installed default
 /// when none is set) into a step policy.
 ///
@@ -171,7 +184,7 @@ pub fn load_local_policy(policy: &PolicyConfig) -> Result<LlamaPolicy> {
         .model
         .as_deref()
         .map_or_else(models::default_model_path, models::resolve);
-    let start = Instant::now();
+    let start = std::time::Instant::now();
     let (model, tokenizer) = models::load(&path, &policy.backend.device()?)?;
     tracing::info!(model = %path.display(), secs = start.elapsed().as_secs_f64(), "model loaded");
     Ok(LlamaPolicy::new(
@@ -193,6 +206,7 @@ pub fn load_local_policy(policy: &PolicyConfig) -> Result<LlamaPolicy> {
 #[derive(Clone, Copy, Debug)]
 pub enum Backbone<'a> {
     /// The in-process policy (heads read its hidden states, self-evaluation its logits).
+    #[cfg(feature = "local")]
     Local(&'a Arc<LlamaPolicy>),
     /// The served policy (self-evaluation as LLM-as-judge through its client; no heads).
     Remote(&'a Arc<Client>),
@@ -210,7 +224,8 @@ pub fn critic_panel(
     backbone: Backbone<'_>,
     policy_cfg: &PolicyConfig,
 ) -> Result<(CriticPanel, Vec<Arc<CachedCritic>>)> {
-    use ponder_critics::{arith, combine, head, remote, self_eval};
+    use ponder_remote::critics as remote;
+    use ponder_tasks::{arith, combine};
     let caches = RefCell::new(Vec::new());
     // Model-backed critics sit behind a score cache keyed by the path's text.
     let cached = |c: Arc<dyn Critic>| -> Arc<dyn Critic> {
@@ -218,6 +233,7 @@ pub fn critic_panel(
         caches.borrow_mut().push(c.clone());
         c
     };
+    #[cfg(feature = "local")]
     let head_critic = |path: &Path, want: CriticKind| -> Result<Arc<dyn Critic>> {
         let Backbone::Local(policy) = backbone else {
             return Err(Error::Critic {
@@ -227,18 +243,27 @@ pub fn critic_panel(
                     .into(),
             });
         };
-        let h = head::Head::load(path)?;
+        let h = ponder_critics::head::Head::load(path)?;
         if h.kind != want {
             return Err(Error::Critic {
                 what: path.display().to_string(),
                 message: format!("a {:?} head cannot be the {want:?} critic", h.kind),
             });
         }
-        Ok(cached(Arc::new(head::HeadCritic::new(
+        Ok(cached(Arc::new(ponder_critics::head::HeadCritic::new(
             &h,
             (*policy).clone(),
             &path.display().to_string(),
         )?)))
+    };
+    #[cfg(not(feature = "local"))]
+    let head_critic = |path: &Path, _: CriticKind| -> Result<Arc<dyn Critic>> {
+        Err(Error::Critic {
+            what: path.display().to_string(),
+            message: "trained heads need the in-process model (the `local` feature); serve \
+                      the critic over HTTP instead ([[critics.remote]])"
+                .into(),
+        })
     };
     let in_dir = |name: &str| {
         c.weights
@@ -258,8 +283,9 @@ pub fn critic_panel(
     for p in &c.process {
         process.push(match (p.as_str(), &backbone) {
             ("arithmetic", _) => Arc::new(arith::ArithmeticCritic),
+            #[cfg(feature = "local")]
             ("self-eval", Backbone::Local(policy)) => cached(Arc::new(
-                self_eval::SelfEvalCritic::new((*policy).clone(), c.self_eval())?,
+                ponder_critics::self_eval::SelfEvalCritic::new((*policy).clone(), c.self_eval())?,
             )),
             ("self-eval", Backbone::Remote(client)) => cached(Arc::new(remote::RemoteJudge::new(
                 (*client).clone(),

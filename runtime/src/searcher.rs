@@ -140,6 +140,7 @@ impl Searcher {
                 models,
                 client: None,
                 caches: Vec::new(),
+                #[cfg(feature = "local")]
                 local: None,
             },
         )

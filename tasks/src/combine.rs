@@ -31,9 +31,9 @@ impl MeanCritic {
         let kind = parts
             .first()
             .map(|c| c.kind())
-            .ok_or_else(|| Error::Train("a combined critic needs at least one part".into()))?;
+            .ok_or_else(|| Error::Combine("a combined critic needs at least one part".into()))?;
         if let Some(c) = parts.iter().find(|c| c.kind() != kind) {
-            return Err(Error::Train(format!(
+            return Err(Error::Combine(format!(
                 "cannot average `{}` ({:?}) with {kind:?} critics",
                 c.name(),
                 c.kind()

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::error::Result;
-use crate::remote::{Api, Client};
+use crate::policy::{Api, Client};
 
 /// What the probe requests found.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -197,7 +197,7 @@ fn clip(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::mock_server::{Flavor, MockConfig, MockServer};
-    use crate::remote::RemoteConfig;
+    use crate::policy::RemoteConfig;
 
     #[test]
     fn the_probe_reads_what_a_server_does() {

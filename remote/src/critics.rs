@@ -1,5 +1,5 @@
 //! Critics served over HTTP, through the same retrying, load-spreading client as the remote
-//! policy ([`ponder_policies::remote::Client`]):
+//! policy ([`crate::policy::Client`]):
 //!
 //! - [`RemoteCritic`]: a value model, PRM or ORM behind a scoring endpoint, in ponder's simple
 //!   JSON shape or vLLM's pooling shape (see [`ScoreFormat`]);
@@ -8,13 +8,13 @@
 
 use std::sync::Arc;
 
+use crate::policy::{Client, Template};
 use ponder_engine::tree::PathRef;
 use ponder_engine::{BoxError, Critic, CriticKind, ScoreRange};
-use ponder_policies::remote::{Client, Template};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::self_eval::SelfEvalConfig;
+use ponder_tasks::judge::SelfEvalConfig;
 
 /// The request and answer shapes of a scoring endpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,7 +165,7 @@ impl RemoteJudge {
     /// The judge's input for a path.
     pub fn render(&self, question: &str, previous: &[&str], step: &str) -> String {
         let chat = self.template.chat();
-        crate::self_eval::render_judge(
+        ponder_tasks::judge::render_judge(
             &self.cfg,
             self.cfg.chat.then_some(&chat),
             question,
@@ -174,7 +174,7 @@ impl RemoteJudge {
         )
     }
 
-    fn judge(&self, input: &str) -> ponder_policies::Result<f32> {
+    fn judge(&self, input: &str) -> crate::Result<f32> {
         let body = json!({
             "model": self.client.config().model,
             "prompt": input,
@@ -229,7 +229,7 @@ impl Critic for RemoteJudge {
             })
             .collect();
         // Every path's request in flight at once, up to the client's concurrency.
-        let results: Vec<ponder_policies::Result<f32>> = std::thread::scope(|s| {
+        let results: Vec<crate::Result<f32>> = std::thread::scope(|s| {
             let handles: Vec<_> = inputs
                 .iter()
                 .map(|i| s.spawn(move || i.as_ref().map_or(Ok(0.5), |i| self.judge(i))))
@@ -238,9 +238,7 @@ impl Critic for RemoteJudge {
                 .into_iter()
                 .map(|h| {
                     h.join().unwrap_or_else(|_| {
-                        Err(ponder_policies::Error::Model(
-                            "a judge thread panicked".into(),
-                        ))
+                        Err(crate::Error::Model("a judge thread panicked".into()))
                     })
                 })
                 .collect()

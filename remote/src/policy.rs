@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::tokenizer::ChatTemplate;
+use ponder_tasks::chat::ChatTemplate;
 
 /// Which OpenAI endpoint expands steps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
