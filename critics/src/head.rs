@@ -25,7 +25,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 use ponder_engine::rng::Rng;
 use ponder_engine::{BoxError, Critic, CriticKind, PathRef, ScoreRange};
-use ponder_policies::step_policy::LlamaPolicy;
+use ponder_policies::backbone::Backbone;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::error::{Error, Result};
@@ -615,7 +615,7 @@ pub struct HeadCritic {
     name: String,
     kind: CriticKind,
     head: DeviceHead,
-    policy: Arc<LlamaPolicy>,
+    policy: Arc<dyn Backbone>,
 }
 
 impl std::fmt::Debug for HeadCritic {
@@ -632,7 +632,7 @@ impl HeadCritic {
     ///
     /// # Errors
     /// [`Error::BadFile`] if the head was trained on features of another width.
-    pub fn new(head: &Head, policy: Arc<LlamaPolicy>, source: &str) -> Result<Self> {
+    pub fn new(head: &Head, policy: Arc<dyn Backbone>, source: &str) -> Result<Self> {
         if head.d_model != policy.feature_dim() {
             return Err(Error::BadFile {
                 path: source.to_string(),
@@ -647,7 +647,7 @@ impl HeadCritic {
         Ok(HeadCritic {
             name: format!("{}-head", kind_name(head.kind)),
             kind: head.kind,
-            head: head.on(policy.model().device()),
+            head: head.on(&policy.device()),
             policy,
         })
     }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use ponder_engine::{BoxError, Critic, CriticKind, PathRef, ScoreRange};
-use ponder_policies::step_policy::LlamaPolicy;
+use ponder_policies::backbone::Backbone;
 
 use crate::error::{Error, Result};
 
@@ -17,7 +17,7 @@ pub use ponder_tasks::judge::{DEFAULT_PROMPT, DEFAULT_REPLY_PREFIX, SelfEvalConf
 
 /// The policy judging its own latest step.
 pub struct SelfEvalCritic {
-    policy: Arc<LlamaPolicy>,
+    policy: Arc<dyn Backbone>,
     cfg: SelfEvalConfig,
     yes: Vec<u32>,
     no: Vec<u32>,
@@ -38,7 +38,7 @@ impl SelfEvalCritic {
     /// # Errors
     /// An answer token that is not exactly one token of the model's vocabulary, an empty token
     /// list, or a prompt without `{step}`.
-    pub fn new(policy: Arc<LlamaPolicy>, cfg: SelfEvalConfig) -> Result<Self> {
+    pub fn new(policy: Arc<dyn Backbone>, cfg: SelfEvalConfig) -> Result<Self> {
         if !cfg.prompt.contains("{step}") {
             return Err(Error::BadFile {
                 path: "critics.self_eval.prompt".into(),
@@ -55,7 +55,7 @@ impl SelfEvalCritic {
             words
                 .iter()
                 .map(|w| {
-                    let t = policy.tokenizer().encode(w)?;
+                    let t = policy.encode(w)?;
                     match t[..] {
                         [id] => Ok(id),
                         _ => Err(Error::BadFile {
@@ -79,7 +79,7 @@ impl SelfEvalCritic {
     /// The judge's input for a path: the prompt (chat-wrapped when the model has a template)
     /// followed by the reply prefix.
     pub fn render(&self, question: &str, previous: &[&str], step: &str) -> String {
-        let chat = self.cfg.chat.then(|| self.policy.tokenizer().chat());
+        let chat = self.cfg.chat.then(|| self.policy.chat());
         render_judge(&self.cfg, chat, question, previous, step)
     }
 
@@ -88,8 +88,8 @@ impl SelfEvalCritic {
     /// # Errors
     /// The text does not tokenise or is longer than the model's context.
     pub fn judge(&self, input: &str) -> Result<f32> {
-        let tokens = self.policy.tokenizer().encode(input)?;
-        let logits = self.policy.model().last_logits(&tokens)?;
+        let tokens = self.policy.encode(input)?;
+        let logits = self.policy.last_logits(&tokens)?;
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let p = |ids: &[u32]| -> f64 {
             ids.iter()

@@ -8,6 +8,7 @@
 //! OpenAI-compatible HTTP instead; [`mock_server`] is a local test double of such a server, and
 //! [`conformance`] measures a real one against what the remote policy needs.
 
+pub mod backbone;
 pub mod backend;
 pub mod dpo;
 pub mod error;
