@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 
 /// Which search runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Algorithm {
     /// Monte Carlo tree search (AlphaLLM eta-MCTS or MCTS-DPO, depending on the other fields).
     #[default]
@@ -19,8 +20,10 @@ pub enum Algorithm {
     /// One greedy path (temperature 0), step by step.
     Greedy,
     /// `baseline.n` complete samples, the best by the outcome critic.
+    #[serde(alias = "best_of_n")]
     BestOfN,
     /// `baseline.n` complete samples, the majority answer.
+    #[serde(alias = "self_consistency")]
     SelfConsistency,
     /// Step-level beam search guided by the process critic.
     Beam,
@@ -28,7 +31,8 @@ pub enum Algorithm {
 
 /// The selection rule.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum SelectionRule {
     /// `Q/N + c·sqrt(ln N_parent / N)` (AlphaLLM's released code).
     #[default]
@@ -41,7 +45,7 @@ pub enum SelectionRule {
 
 /// Where PUCT's prior comes from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum PriorKind {
     /// The policy's length-normalised step probability.
     #[default]
@@ -77,7 +81,7 @@ impl Default for SelectionConfig {
 
 /// How children are added.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum ExpansionMode {
     /// One new child per visit while the node has fewer children than its allowance
     /// (AlphaLLM's progressive widening).
@@ -89,7 +93,7 @@ pub enum ExpansionMode {
 
 /// How a node's importance (which sets its child allowance) is measured.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Importance {
     /// `max_children |v(child) - v(node)|` (AlphaLLM paper §4.3.2).
     #[default]
@@ -206,12 +210,16 @@ impl Default for ExpansionConfig {
 
 /// How leaf scores flow up the tree.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum BackupRule {
     /// Node value = mean of all leaf scores backed up through it (AlphaLLM).
     #[default]
+    #[serde(alias = "mean_leaf")]
     MeanLeaf,
     /// `Q = r + V`, `V = Σ max(1,N_c)·Q_c / Σ max(1,N_c)`, `r` = score difference (MCTS-DPO).
+    #[serde(alias = "q_r_plus_v")]
+    #[cfg_attr(feature = "clap", value(name = "q-r-plus-v"))]
     QRPlusV,
 }
 
@@ -329,16 +337,21 @@ impl Default for MoveByMoveConfig {
 
 /// How the final answer is chosen from a finished tree.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum AnswerRule {
     /// Follow the most visited child from the root.
     #[default]
+    #[serde(alias = "most_visited")]
     MostVisited,
     /// Follow the child with the best Q from the root.
+    #[serde(alias = "best_q")]
     BestQ,
     /// The terminal with the best outcome-critic score (or leaf score without one).
+    #[serde(alias = "orm_rerank")]
     OrmRerank,
     /// The answer whose terminals have the largest summed leaf score.
+    #[serde(alias = "weighted_vote")]
     WeightedVote,
 }
 
@@ -612,6 +625,65 @@ impl SearchConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every value of `T` as serde writes it, and that the snake_case spelling of older files
+    /// still reads.
+    fn spellings<T>(all: &[T]) -> Vec<String>
+    where
+        T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        all.iter()
+            .map(|v| {
+                let name = serde_json::to_value(v)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                assert!(!name.contains('_'), "{name}: values are kebab-case");
+                let old = serde_json::Value::String(name.replace('-', "_"));
+                assert_eq!(&serde_json::from_value::<T>(old).unwrap(), v, "{name}");
+                name
+            })
+            .collect()
+    }
+
+    #[test]
+    fn values_are_kebab_case_and_snake_case_still_reads() {
+        use Algorithm::*;
+        spellings(&[Mcts, Greedy, BestOfN, SelfConsistency, Beam]);
+        spellings(&[BackupRule::MeanLeaf, BackupRule::QRPlusV]);
+        spellings(&[
+            AnswerRule::MostVisited,
+            AnswerRule::BestQ,
+            AnswerRule::OrmRerank,
+            AnswerRule::WeightedVote,
+        ]);
+        spellings(&[SelectionRule::Uct, SelectionRule::Ucb2, SelectionRule::Puct]);
+    }
+
+    /// The CLI takes exactly the config file's values.
+    #[cfg(feature = "clap")]
+    #[test]
+    fn flag_values_are_the_config_values() {
+        fn same<T>()
+        where
+            T: clap::ValueEnum
+                + Serialize
+                + serde::de::DeserializeOwned
+                + PartialEq
+                + std::fmt::Debug,
+        {
+            for v in T::value_variants() {
+                let flag = v.to_possible_value().unwrap().get_name().to_string();
+                let file = serde_json::to_value(v).unwrap();
+                assert_eq!(file.as_str(), Some(flag.as_str()));
+            }
+        }
+        same::<Algorithm>();
+        same::<SelectionRule>();
+        same::<BackupRule>();
+        same::<AnswerRule>();
+    }
 
     #[test]
     fn presets_are_valid() {

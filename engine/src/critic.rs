@@ -7,7 +7,7 @@ use crate::tree::{PathRef, TreeId};
 
 /// What a critic judges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum CriticKind {
     /// The expected final outcome from a (partial) path (AlphaLLM's value function).
     Value,
@@ -95,7 +95,7 @@ pub(crate) fn normalise_scores(critic: &dyn Critic, n: usize, raw: Vec<f32>) -> 
 
 /// How the per-step PRM scores along a path are aggregated (AlphaLLM's `STEP_REWARD_MODE`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum PrmAggregate {
     /// The latest step's score.
     #[default]

@@ -16,10 +16,11 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// Which sibling becomes the rejected step of a pair.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum RejectedRule {
     /// The sibling with the lowest Q (MCTS-DPO `--choose_worst`; the paper's description).
     #[default]
+    #[serde(alias = "min_q")]
     MinQ,
     /// A uniformly random non-best sibling (MCTS-DPO's released default, `--choose_random`).
     Random,
@@ -29,10 +30,11 @@ pub enum RejectedRule {
 
 /// Where pairs are taken from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum PairScope {
     /// Siblings along the final answer path (MCTS-DPO: the committed trajectory).
     #[default]
+    #[serde(alias = "answer_path")]
     AnswerPath,
     /// Siblings anywhere in the tree, shallowest first.
     Tree,

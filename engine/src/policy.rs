@@ -83,16 +83,18 @@ pub trait Policy: Send + Sync {
 
 /// Where a step ends inside generated text (the option termination rule β of AlphaLLM).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Boundary {
     /// One line per step (AlphaLLM on GSM8K).
     #[default]
     Newline,
     /// One paragraph (ends at a blank line).
+    #[serde(alias = "blank_line")]
     BlankLine,
     /// One paragraph that contains a formula: a blank line ends the step only if the text so far
     /// has a formula (`=`, `$`, `<<`, or `digit op digit`), otherwise generation continues to the
     /// next blank line (AlphaLLM on MATH).
+    #[serde(alias = "blank_line_formula")]
     BlankLineFormula,
     /// No boundary: the step runs to EOS, the answer pattern or the token cap.
     None,

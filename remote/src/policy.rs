@@ -22,7 +22,7 @@ use ponder_tasks::chat::ChatTemplate;
 
 /// Which OpenAI endpoint expands steps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Api {
     /// `/completions`: ponder renders the prompt (see [`Template`]) and the server continues it.
     #[default]
@@ -34,7 +34,7 @@ pub enum Api {
 
 /// How the completions prompt is rendered (the served model's chat format).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Template {
     /// The task prompt as is (base models).
     #[default]

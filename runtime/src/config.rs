@@ -34,7 +34,7 @@ impl Preset {
 /// Which policy proposes steps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum PolicyKind {
     /// The in-process LLM (a GGUF model; the installed SmolLM2-135M-Instruct by default) on math
     /// word problems.
@@ -50,7 +50,7 @@ pub enum PolicyKind {
 /// The Burn backend the model runs on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum BackendKind {
     /// Burn's pure-Rust CPU backend.
     #[default]

@@ -36,7 +36,7 @@ impl Default for DatasetFields {
 
 /// Where problems come from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum ProblemSource {
     /// A JSONL file, one problem per line.
     Dataset {

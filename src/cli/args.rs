@@ -457,7 +457,7 @@ pub(crate) struct SearchFlags {
     pub(crate) preset: Option<Preset>,
     /// The algorithm.
     #[arg(long, value_enum)]
-    pub(crate) algorithm: Option<AlgorithmArg>,
+    pub(crate) algorithm: Option<Algorithm>,
     /// Simulations per tree (per move in move-by-move mode).
     #[arg(long, short = 's')]
     pub(crate) simulations: Option<u32>,
@@ -469,13 +469,13 @@ pub(crate) struct SearchFlags {
     pub(crate) seed: Option<u64>,
     /// Selection rule.
     #[arg(long, value_enum)]
-    pub(crate) selection: Option<SelectionArg>,
+    pub(crate) selection: Option<SelectionRule>,
     /// Backup rule.
     #[arg(long, value_enum)]
-    pub(crate) backup: Option<BackupArg>,
+    pub(crate) backup: Option<BackupRule>,
     /// Answer rule (MCTS).
     #[arg(long, value_enum)]
-    pub(crate) answer_rule: Option<AnswerArg>,
+    pub(crate) answer_rule: Option<AnswerRule>,
     /// Virtual loss weight (0 = off).
     #[arg(long)]
     pub(crate) virtual_loss: Option<f64>,
@@ -772,95 +772,4 @@ pub(crate) struct BenchTreeArgs {
 pub(crate) struct CheckConfigArgs {
     /// The file.
     pub(crate) file: PathBuf,
-}
-
-/// Algorithms, as flags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum AlgorithmArg {
-    /// Monte Carlo tree search.
-    Mcts,
-    /// Greedy decoding.
-    Greedy,
-    /// Best of N samples by the outcome critic.
-    BestOfN,
-    /// Majority answer of N samples.
-    SelfConsistency,
-    /// PRM-guided step-level beam search.
-    Beam,
-}
-
-impl From<AlgorithmArg> for Algorithm {
-    fn from(a: AlgorithmArg) -> Self {
-        match a {
-            AlgorithmArg::Mcts => Algorithm::Mcts,
-            AlgorithmArg::Greedy => Algorithm::Greedy,
-            AlgorithmArg::BestOfN => Algorithm::BestOfN,
-            AlgorithmArg::SelfConsistency => Algorithm::SelfConsistency,
-            AlgorithmArg::Beam => Algorithm::Beam,
-        }
-    }
-}
-
-/// Selection rules, as flags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum SelectionArg {
-    /// Q/N + c·sqrt(ln N_p / N) (AlphaLLM code).
-    Uct,
-    /// Q/N + c·sqrt(2 ln N_p / N) (AlphaLLM paper).
-    Ucb2,
-    /// Q + c·p·sqrt(N_p)/(1+N) (MCTS-DPO).
-    Puct,
-}
-
-impl From<SelectionArg> for SelectionRule {
-    fn from(a: SelectionArg) -> Self {
-        match a {
-            SelectionArg::Uct => SelectionRule::Uct,
-            SelectionArg::Ucb2 => SelectionRule::Ucb2,
-            SelectionArg::Puct => SelectionRule::Puct,
-        }
-    }
-}
-
-/// Backup rules, as flags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum BackupArg {
-    /// Mean of leaf scores (AlphaLLM).
-    MeanLeaf,
-    /// Q = r + V (MCTS-DPO).
-    #[value(name = "q-r-plus-v")]
-    QRPlusV,
-}
-
-impl From<BackupArg> for BackupRule {
-    fn from(a: BackupArg) -> Self {
-        match a {
-            BackupArg::MeanLeaf => BackupRule::MeanLeaf,
-            BackupArg::QRPlusV => BackupRule::QRPlusV,
-        }
-    }
-}
-
-/// Answer rules, as flags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum AnswerArg {
-    /// Follow the most visited children.
-    MostVisited,
-    /// Follow the best-Q children.
-    BestQ,
-    /// Best terminal by the outcome critic.
-    OrmRerank,
-    /// Value-weighted vote over terminal answers.
-    WeightedVote,
-}
-
-impl From<AnswerArg> for AnswerRule {
-    fn from(a: AnswerArg) -> Self {
-        match a {
-            AnswerArg::MostVisited => AnswerRule::MostVisited,
-            AnswerArg::BestQ => AnswerRule::BestQ,
-            AnswerArg::OrmRerank => AnswerRule::OrmRerank,
-            AnswerArg::WeightedVote => AnswerRule::WeightedVote,
-        }
-    }
 }

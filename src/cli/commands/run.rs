@@ -33,7 +33,7 @@ pub(crate) fn resolve_config(flags: &SearchFlags) -> Result<Config> {
     };
     let s = &mut cfg.search;
     if let Some(a) = flags.algorithm {
-        s.algorithm = a.into();
+        s.algorithm = a;
     }
     if let Some(v) = flags.simulations {
         s.budget.simulations = v;
@@ -45,13 +45,13 @@ pub(crate) fn resolve_config(flags: &SearchFlags) -> Result<Config> {
         s.seed = v;
     }
     if let Some(v) = flags.selection {
-        s.selection.rule = v.into();
+        s.selection.rule = v;
     }
     if let Some(v) = flags.backup {
-        s.backup = v.into();
+        s.backup = v;
     }
     if let Some(v) = flags.answer_rule {
-        s.answer = v.into();
+        s.answer = v;
     }
     if let Some(v) = flags.virtual_loss {
         s.parallel.virtual_loss = v;
