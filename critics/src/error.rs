@@ -21,6 +21,14 @@ pub enum Error {
         /// What is wrong, naming the field.
         message: String,
     },
+    /// A critic setting is invalid (`field` is its dotted config name).
+    #[error("invalid config field `{field}`: {message}")]
+    Config {
+        /// The dotted field (`critics.self_eval.yes`).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The policy backbone failed (encoding a path).
     #[error(transparent)]
     Policy(#[from] ponder_policies::Error),

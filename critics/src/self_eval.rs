@@ -40,15 +40,15 @@ impl SelfEvalCritic {
     /// list, or a prompt without `{step}`.
     pub fn new(policy: Arc<dyn Backbone>, cfg: SelfEvalConfig) -> Result<Self> {
         if !cfg.prompt.contains("{step}") {
-            return Err(Error::BadFile {
-                path: "critics.self_eval.prompt".into(),
+            return Err(Error::Config {
+                field: "critics.self_eval.prompt".into(),
                 message: "the prompt has no `{step}` placeholder".into(),
             });
         }
         let ids = |words: &[String], field: &str| -> Result<Vec<u32>> {
             if words.is_empty() {
-                return Err(Error::BadFile {
-                    path: format!("critics.self_eval.{field}"),
+                return Err(Error::Config {
+                    field: format!("critics.self_eval.{field}"),
                     message: "no answer tokens".into(),
                 });
             }
@@ -58,8 +58,8 @@ impl SelfEvalCritic {
                     let t = policy.encode(w)?;
                     match t[..] {
                         [id] => Ok(id),
-                        _ => Err(Error::BadFile {
-                            path: format!("critics.self_eval.{field}"),
+                        _ => Err(Error::Config {
+                            field: format!("critics.self_eval.{field}"),
                             message: format!("`{w}` is {} tokens, not one", t.len()),
                         }),
                     }

@@ -34,7 +34,16 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
-    /// A file could not be read.
+    /// An output folder that cannot be resumed (a journal line that does not parse, data
+    /// files shorter than the journal says).
+    #[error("{at}: {message}")]
+    Output {
+        /// The file (`path:line` for a journal line).
+        at: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
         /// The file.

@@ -5,11 +5,14 @@
 //! loader for GGUF files, HF folders, served models and the synthetic test double, with the
 //! critic panel), [`ProblemSource`] (JSONL datasets and the problem generators) and
 //! [`Searcher`] (one problem, or many trees in flight over one batcher with results in input
-//! order and a progress callback).
+//! order and a progress callback), and the crash-safe [`journal`] training data is written
+//! through.
 
 pub mod config;
 pub mod dataset;
 mod error;
+pub mod generate;
+pub mod journal;
 pub mod models;
 pub mod searcher;
 

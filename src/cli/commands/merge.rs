@@ -2,7 +2,7 @@
 //! into one, problem by problem, without duplicates.
 //!
 //! Only complete problems are read: each input's journal says which byte range of each data
-//! file belongs to which problem (see [`super::journal`]), so records of a problem that was
+//! file belongs to which problem (see `ponder::runtime::journal`), so records of a problem that was
 //! being written when a job died are never merged. A problem that several inputs completed is
 //! taken from the first input that has it; records that are identical apart from their
 //! `problem_id`/`tree_id` (the same question twice in a dataset) are kept once.
@@ -13,9 +13,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use super::generate::write_stats;
-use super::journal::{Entry, JOURNAL, Journal, Status, read_entries};
 use crate::cli::args::MergeArgs;
+use ponder::runtime::generate::write_stats;
+use ponder::runtime::journal::{Entry, JOURNAL, Journal, Status, read_entries};
 
 const DATA: [&str; 4] = ["pairs.jsonl", "prm.jsonl", "sft.jsonl", "trees.jsonl"];
 

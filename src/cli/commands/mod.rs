@@ -8,7 +8,6 @@ pub(crate) mod dpo;
 pub(crate) mod eval;
 pub(crate) mod generate;
 pub(crate) mod iterate;
-pub(crate) mod journal;
 pub(crate) mod merge;
 pub(crate) mod problems;
 pub(crate) mod run;

@@ -163,37 +163,43 @@ pub(crate) fn run_problems(
 /// What [`run_problems_with`] hands each result to.
 pub(crate) type ResultSink<'a> = dyn FnMut(usize, &Problem, SearchResult) -> Result<()> + 'a;
 
-/// Searches every problem through the library, with each problem's tree id (`ids[i]`, default
-/// `i`), a progress bar, and extra progress text from `status`. Failed searches are logged.
-/// Every ~10 s a progress event is also logged (for `--log-format json` on clusters, where no
-/// bar is drawn).
-pub(crate) fn run_problems_with(
-    searcher: &Searcher,
-    problems: &[Problem],
-    ids: Option<&[u32]>,
-    parallel_trees: u32,
-    quiet: bool,
-    status: Option<&(dyn Fn() -> String + Sync)>,
-    on_result: &mut ResultSink<'_>,
-) -> Result<RunSummary> {
-    let bar = if quiet || problems.len() < 2 {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::with_draw_target(
-            Some(problems.len() as u64),
-            ProgressDrawTarget::stderr(),
-        );
-        b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {msg}",
-            )
-            .expect("static template"),
-        );
-        b.enable_steady_tick(Duration::from_millis(200));
-        b
-    };
-    let mut last_log = Instant::now();
-    let mut progress = |p: &ponder::runtime::Progress<'_>| {
+/// The progress bar (unless `quiet` or a single problem) and the periodic progress log events
+/// (every ~10 s, for `--log-format json` on clusters, where no bar is drawn) of a run over
+/// `total` problems; `status` adds text to each update.
+pub(crate) struct Reporter<'a> {
+    bar: ProgressBar,
+    last_log: Instant,
+    status: Option<&'a (dyn Fn() -> String + Sync)>,
+}
+
+impl<'a> Reporter<'a> {
+    pub(crate) fn new(
+        total: usize,
+        quiet: bool,
+        status: Option<&'a (dyn Fn() -> String + Sync)>,
+    ) -> Self {
+        let bar = if quiet || total < 2 {
+            ProgressBar::hidden()
+        } else {
+            let b = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} ETA {eta} {msg}",
+                )
+                .expect("static template"),
+            );
+            b.enable_steady_tick(Duration::from_millis(200));
+            b
+        };
+        Reporter {
+            bar,
+            last_log: Instant::now(),
+            status,
+        }
+    }
+
+    /// One problem finished.
+    pub(crate) fn update(&mut self, p: &ponder::runtime::Progress<'_>) {
         let s = p.summary;
         let secs = p.elapsed.as_secs_f64().max(1e-9);
         let mut msg = format!(
@@ -211,11 +217,11 @@ pub(crate) fn run_problems_with(
         if s.failed > 0 {
             msg.push_str(&format!(" errors {}", s.failed));
         }
-        if let Some(f) = status {
+        if let Some(f) = self.status {
             msg.push_str(&f());
         }
-        if last_log.elapsed() >= Duration::from_secs(10) {
-            last_log = Instant::now();
+        if self.last_log.elapsed() >= Duration::from_secs(10) {
+            self.last_log = Instant::now();
             let rate = p.done as f64 / secs;
             tracing::info!(
                 done = p.done,
@@ -226,9 +232,28 @@ pub(crate) fn run_problems_with(
                 "progress: {msg}"
             );
         }
-        bar.inc(1);
-        bar.set_message(msg);
-    };
+        self.bar.inc(1);
+        self.bar.set_message(msg);
+    }
+
+    /// The run ended.
+    pub(crate) fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Searches every problem through the library, with each problem's tree id (`ids[i]`, default
+/// `i`), a [`Reporter`], and failed searches logged.
+pub(crate) fn run_problems_with(
+    searcher: &Searcher,
+    problems: &[Problem],
+    ids: Option<&[u32]>,
+    parallel_trees: u32,
+    quiet: bool,
+    status: Option<&(dyn Fn() -> String + Sync)>,
+    on_result: &mut ResultSink<'_>,
+) -> Result<RunSummary> {
+    let mut reporter = Reporter::new(problems.len(), quiet, status);
     let opts = ManyOptions {
         parallel_trees,
         ids: ids.map(<[u32]>::to_vec),
@@ -239,8 +264,8 @@ pub(crate) fn run_problems_with(
         }
         on_result(i, p, r).map_err(Into::into)
     };
-    let summary = searcher.search_many(problems, &opts, &mut progress, &mut sink);
-    bar.finish_and_clear();
+    let summary = searcher.search_many(problems, &opts, &mut |p| reporter.update(p), &mut sink);
+    reporter.finish();
     Ok(summary?)
 }
 

@@ -1,4 +1,5 @@
-//! The append-only journal that makes `ponder generate` crash-safe.
+//! The append-only journal that makes `ponder generate` (and anything else that writes
+//! training data as it goes) crash-safe.
 //!
 //! An output folder holds data files (`pairs.jsonl`, `prm.jsonl`, `sft.jsonl`, optionally
 //! `trees.jsonl`) and `journal.jsonl`. For each finished problem, its records are appended to the
@@ -21,44 +22,45 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
+
 /// The journal's file name.
-pub(crate) const JOURNAL: &str = "journal.jsonl";
+pub const JOURNAL: &str = "journal.jsonl";
 
 /// One journal line.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Entry {
+pub struct Entry {
     /// The problem.
-    pub(crate) problem_id: String,
+    pub problem_id: String,
     /// Its index in the (unsharded) input.
-    pub(crate) index: u64,
+    pub index: u64,
     /// `ok` or `failed`.
-    pub(crate) status: Status,
+    pub status: Status,
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) error: Option<String>,
+    pub error: Option<String>,
     /// Whether the search's answer matched the gold answer (none without gold).
     #[serde(default)]
-    pub(crate) correct: Option<bool>,
+    pub correct: Option<bool>,
     /// Records written per data file.
     #[serde(default)]
-    pub(crate) records: BTreeMap<String, u64>,
+    pub records: BTreeMap<String, u64>,
     /// Tree nodes created.
     #[serde(default)]
-    pub(crate) nodes: u64,
+    pub nodes: u64,
     /// Tokens generated.
     #[serde(default)]
-    pub(crate) tokens: u64,
+    pub tokens: u64,
     /// Byte length of each data file after this problem's records.
-    pub(crate) ends: BTreeMap<String, u64>,
+    pub ends: BTreeMap<String, u64>,
 }
 
 /// How a problem ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum Status {
+pub enum Status {
     /// Searched and written.
     Ok,
     /// The search failed (after the client's retries); retried on resume.
@@ -66,60 +68,60 @@ pub(crate) enum Status {
 }
 
 /// A data file being appended to.
-pub(crate) struct DataFile {
+#[derive(Debug)]
+pub struct DataFile {
     name: String,
     path: PathBuf,
     w: BufWriter<File>,
     /// Bytes in the file (written through `w`, flushed or not).
     len: u64,
     /// Records written by this process.
-    pub(crate) lines: u64,
+    pub lines: u64,
 }
 
 impl DataFile {
     /// Appends one JSON record line.
-    pub(crate) fn write<T: Serialize>(&mut self, v: &T) -> Result<()> {
-        let mut line = serde_json::to_vec(v)?;
+    pub fn write<T: Serialize>(&mut self, v: &T) -> Result<()> {
+        let mut line = serde_json::to_vec(v).expect("records serialise");
         line.push(b'\n');
         self.w
             .write_all(&line)
-            .with_context(|| format!("writing {}", self.path.display()))?;
+            .map_err(|e| Error::io(&self.path, e))?;
         self.len += line.len() as u64;
         self.lines += 1;
         Ok(())
     }
 
     /// Appends one line as it is (`line` ends with a newline).
-    pub(crate) fn write_raw(&mut self, line: &[u8]) -> Result<()> {
+    pub fn write_raw(&mut self, line: &[u8]) -> Result<()> {
         self.w
             .write_all(line)
-            .with_context(|| format!("writing {}", self.path.display()))?;
+            .map_err(|e| Error::io(&self.path, e))?;
         self.len += line.len() as u64;
         self.lines += 1;
         Ok(())
     }
 
     fn flush(&mut self, fsync: bool) -> Result<()> {
-        self.w
-            .flush()
-            .with_context(|| format!("writing {}", self.path.display()))?;
+        self.w.flush().map_err(|e| Error::io(&self.path, e))?;
         if fsync {
             self.w
                 .get_ref()
                 .sync_data()
-                .with_context(|| format!("syncing {}", self.path.display()))?;
+                .map_err(|e| Error::io(&self.path, e))?;
         }
         Ok(())
     }
 }
 
 /// The journal and the data files of one output folder.
-pub(crate) struct Journal {
+#[derive(Debug)]
+pub struct Journal {
     dir: PathBuf,
     files: Vec<DataFile>,
     log: DataFile,
     /// Entries already in the journal (from earlier runs and this one).
-    pub(crate) entries: Vec<Entry>,
+    pub entries: Vec<Entry>,
     fsync: bool,
 }
 
@@ -128,8 +130,8 @@ pub(crate) struct Journal {
 ///
 /// # Errors
 /// The file cannot be read, or a complete line is not a valid entry (named with its line).
-pub(crate) fn read_entries(path: &Path) -> Result<(Vec<Entry>, u64)> {
-    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+pub fn read_entries(path: &Path) -> Result<(Vec<Entry>, u64)> {
+    let f = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut r = BufReader::new(f);
     let mut entries = Vec::new();
     let mut good = 0u64;
@@ -139,7 +141,7 @@ pub(crate) fn read_entries(path: &Path) -> Result<(Vec<Entry>, u64)> {
         buf.clear();
         let read = r
             .read_until(b'\n', &mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
+            .map_err(|e| Error::io(path, e))?;
         if read == 0 {
             break;
         }
@@ -148,8 +150,10 @@ pub(crate) fn read_entries(path: &Path) -> Result<(Vec<Entry>, u64)> {
             // A torn last line: the problem it describes was not complete.
             break;
         }
-        let e: Entry = serde_json::from_slice(&buf)
-            .with_context(|| format!("{}:{n}: not a journal entry", path.display()))?;
+        let e: Entry = serde_json::from_slice(&buf).map_err(|e| Error::Output {
+            at: format!("{}:{n}", path.display()),
+            message: format!("not a journal entry: {e}"),
+        })?;
         entries.push(e);
         good += read as u64;
     }
@@ -162,7 +166,7 @@ impl Journal {
     ///
     /// # Errors
     /// Unreadable or inconsistent files.
-    pub(crate) fn open(dir: &Path, names: &[&str], fresh: bool, fsync: bool) -> Result<Journal> {
+    pub fn open(dir: &Path, names: &[&str], fresh: bool, fsync: bool) -> Result<Journal> {
         let jpath = dir.join(JOURNAL);
         let (entries, jlen) = if fresh || !jpath.exists() {
             (Vec::new(), 0)
@@ -178,18 +182,17 @@ impl Journal {
                 .read(true)
                 .write(true)
                 .open(&path)
-                .with_context(|| format!("opening {}", path.display()))?;
-            let have = f
-                .metadata()
-                .with_context(|| format!("reading {}", path.display()))?
-                .len();
+                .map_err(|e| Error::io(&path, e))?;
+            let have = f.metadata().map_err(|e| Error::io(&path, e))?.len();
             if have < keep {
-                bail!(
-                    "{} has {have} bytes but {} says {keep} were written: the folder was changed \
-                     or lost data (an OS crash without --fsync); start over with --force",
-                    path.display(),
-                    jpath.display()
-                );
+                return Err(Error::Output {
+                    at: path.display().to_string(),
+                    message: format!(
+                        "{have} bytes, but {} says {keep} were written: the folder was changed \
+                         or lost data (an OS crash without --fsync); start over with --force",
+                        jpath.display()
+                    ),
+                });
             }
             if have > keep && !fresh {
                 tracing::warn!(
@@ -198,11 +201,10 @@ impl Journal {
                     "dropping records of a problem that was not complete"
                 );
             }
-            f.set_len(keep)
-                .with_context(|| format!("truncating {}", path.display()))?;
+            f.set_len(keep).map_err(|e| Error::io(&path, e))?;
             let mut f = f;
             f.seek(std::io::SeekFrom::End(0))
-                .with_context(|| format!("seeking {}", path.display()))?;
+                .map_err(|e| Error::io(&path, e))?;
             Ok(DataFile {
                 name: name.to_string(),
                 path,
@@ -226,12 +228,12 @@ impl Journal {
     }
 
     /// The output folder.
-    pub(crate) fn dir(&self) -> &Path {
+    pub fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// The data file called `name`.
-    pub(crate) fn file(&mut self, name: &str) -> &mut DataFile {
+    pub fn file(&mut self, name: &str) -> &mut DataFile {
         self.files
             .iter_mut()
             .find(|f| f.name == name)
@@ -239,7 +241,7 @@ impl Journal {
     }
 
     /// Records written to `name` by this process.
-    pub(crate) fn lines(&self, name: &str) -> u64 {
+    pub fn lines(&self, name: &str) -> u64 {
         self.files
             .iter()
             .find(|f| f.name == name)
@@ -248,7 +250,7 @@ impl Journal {
 
     /// Completes a problem: flushes (and with `fsync`, syncs) its records, then appends and
     /// flushes its journal line. `entry.ends` is filled in here.
-    pub(crate) fn commit(&mut self, mut entry: Entry) -> Result<()> {
+    pub fn commit(&mut self, mut entry: Entry) -> Result<()> {
         for f in &mut self.files {
             f.flush(self.fsync)?;
         }
@@ -260,7 +262,7 @@ impl Journal {
     }
 
     /// The latest entry of each problem.
-    pub(crate) fn latest(&self) -> BTreeMap<&str, &Entry> {
+    pub fn latest(&self) -> BTreeMap<&str, &Entry> {
         self.entries
             .iter()
             .map(|e| (e.problem_id.as_str(), e))
