@@ -10,10 +10,10 @@
 //! searches that task's problems through it.
 
 use ponder::engine::extract;
-use ponder::remote::mock_server::{MockConfig, MockServer};
 use ponder::runtime::dataset::ProblemSource;
 use ponder::runtime::{Config, ManyOptions, PolicyKind, Searcher};
 use ponder::tasks::problems::Split;
+use ponder::testkit::mock_server::{MockConfig, MockServer};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();

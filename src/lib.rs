@@ -12,7 +12,7 @@
 //!
 //! ```
 //! use ponder::engine::{search, Evaluator, SearchConfig, TreeId, extract};
-//! use ponder::engine::testing::synthetic::{models, problems, SyntheticSpec};
+//! use ponder::testkit::synthetic::{models, problems, SyntheticSpec};
 //!
 //! # fn main() -> Result<(), ponder::engine::Error> {
 //! let models = models(&SyntheticSpec::default());   // your Policy / Critic / Task impls go here
@@ -36,3 +36,5 @@ pub use ponder_remote as remote;
 pub use ponder_runtime as runtime;
 pub use ponder_runtime::{Config, Searcher};
 pub use ponder_tasks as tasks;
+#[cfg(feature = "testkit")]
+pub use ponder_testkit as testkit;

@@ -5,8 +5,8 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ponder_engine::extract::{self, OutputConfig};
-use ponder_engine::testing::{bench, synthetic};
 use ponder_engine::{BatchConfig, Batcher, Evaluator, SearchConfig, TreeId, search};
+use ponder_testkit::{bench, synthetic};
 
 fn tree(c: &mut Criterion) {
     let mut g = c.benchmark_group("tree");

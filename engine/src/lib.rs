@@ -12,13 +12,13 @@
 //! - [`Batcher`]: gathers requests from every in-flight simulation into batched model calls.
 //! - [`extract`]: pairs, PRM data, SFT traces, tree dumps and DOT, from one finished tree.
 //!
-//! This crate has no Burn dependency (a test enforces it). Feature `test-util` adds
-//! [`testing`]: a synthetic arithmetic task with a scripted policy and critics (test doubles).
+//! This crate has no Burn dependency (a test enforces it). Its test doubles (a synthetic
+//! arithmetic task with a scripted policy and critics) live in `ponder-testkit`.
 //!
 //! ```
 //! use std::sync::Arc;
 //! use ponder_engine::{search, Evaluator, SearchConfig, TreeId};
-//! use ponder_engine::testing::synthetic::{SyntheticSpec, models, problems};
+//! use ponder_testkit::synthetic::{SyntheticSpec, models, problems};
 //!
 //! let spec = SyntheticSpec::default();
 //! let models = models(&spec);
@@ -39,8 +39,6 @@ pub mod policy;
 pub mod rng;
 pub mod search;
 pub mod task;
-#[cfg(feature = "test-util")]
-pub mod testing;
 pub mod tree;
 pub mod types;
 

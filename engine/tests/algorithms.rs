@@ -2,10 +2,10 @@
 //! greedy first child, UCB2, answer rules, PRM aggregation, code-style importance.
 
 use ponder_engine::config::{AnswerRule, Importance, SelectionRule};
-use ponder_engine::testing::synthetic::{SyntheticSpec, SyntheticTask, models, problems};
 use ponder_engine::{
     Evaluator, Models, NodeId, PrmAggregate, SearchConfig, SearchReport, Task, TreeId, search,
 };
+use ponder_testkit::synthetic::{SyntheticSpec, SyntheticTask, models, problems};
 
 fn run(m: &Models, cfg: &SearchConfig, level: u32, seed: u64) -> SearchReport {
     search(

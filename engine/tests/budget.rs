@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ponder_engine::config::SearchConfig;
-use ponder_engine::testing::synthetic::{SyntheticSpec, models, problems};
 use ponder_engine::{
     BatchConfig, Batcher, BoxError, Evaluator, ExpandRequest, Models, Policy, Step, StopReason,
     TreeId, search,
 };
+use ponder_testkit::synthetic::{SyntheticSpec, models, problems};
 use proptest::prelude::*;
 
 mod common;

@@ -15,11 +15,11 @@
 use std::collections::HashSet;
 
 use ponder_engine::config::{BackupRule, ExpansionMode};
-use ponder_engine::testing::synthetic::{SyntheticSpec, models, problems};
 use ponder_engine::{
     BatchConfig, Batcher, Evaluator, Models, NodeId, Problem, SearchConfig, SearchReport,
     StopReason, TreeId, search,
 };
+use ponder_testkit::synthetic::{SyntheticSpec, models, problems};
 
 /// What the exact visit law looks like for a configuration.
 #[derive(Clone, Copy, Debug, PartialEq)]

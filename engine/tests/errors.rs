@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ponder_engine::testing::synthetic::{SyntheticSpec, models, problems};
 use ponder_engine::{
     BatchConfig, Batcher, BoxError, Critic, CriticKind, CriticPanel, Error, Evaluator,
     ExpandRequest, FnCritic, Models, PathRef, Policy, Problem, ScoreRange, SearchConfig,
     SearchReport, Step, TreeId, search,
 };
+use ponder_testkit::synthetic::{SyntheticSpec, models, problems};
 
 /// A policy that fails on its `fail_at`-th call (0 = the first), and works (one step per
 /// candidate, a fixed text) before that.

@@ -10,10 +10,8 @@ use ponder_engine::config::{BackupRule, SearchConfig};
 use ponder_engine::extract::{
     self, OutputConfig, PairConfig, PairRecord, PairScope, PrmConfig, RejectedRule,
 };
-use ponder_engine::testing::synthetic::{
-    Arithmetic, SyntheticSpec, SyntheticTask, models, problems,
-};
 use ponder_engine::{Evaluator, Models, NodeId, Problem, SearchReport, Task, Tree, TreeId, search};
+use ponder_testkit::synthetic::{Arithmetic, SyntheticSpec, SyntheticTask, models, problems};
 
 fn run(models: &Models, cfg: &SearchConfig, p: &Problem, id: u32) -> SearchReport {
     search(p.clone(), TreeId(id), cfg, Evaluator::direct(models))
@@ -261,7 +259,7 @@ fn pairs_are_sibling_steps_with_consistent_metadata() {
 /// Whether `step` (the first line of it) is right after the path `prefix`, replaying the
 /// claimed values the way the synthetic policy does.
 fn step_is_right(problem: &Arithmetic, prefix: &str, step: &str) -> bool {
-    let parse = ponder_engine::testing::synthetic::parse_line;
+    let parse = ponder_testkit::synthetic::parse_line;
     let mut x = problem.start;
     let mut i = 0;
     for line in prefix.lines() {

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ponder_engine::testing::synthetic::{SyntheticSpec, models, problems};
 use ponder_engine::{
     BatchConfig, Batcher, BoxError, CriticKind, CriticPanel, Error, Evaluator, ExpandRequest,
     FnCritic, Policy, ScoreRange, SearchConfig, Step, TreeId, search,
 };
+use ponder_testkit::synthetic::{SyntheticSpec, models, problems};
 
 /// Panics on its `n`-th call (a bug in a user's policy).
 struct PanickyPolicy {

@@ -11,11 +11,11 @@ use ponder_engine::config::{
     Algorithm, BackupRule, ExpansionMode, PriorKind, SearchConfig, SelectionRule,
 };
 use ponder_engine::extract::{self, OutputConfig, PairScope};
-use ponder_engine::testing::synthetic::{SyntheticSpec, models, problems};
 use ponder_engine::{
     BatchConfig, Batcher, Evaluator, Models, NodeId, Problem, SearchReport, StopReason, TreeId,
     search,
 };
+use ponder_testkit::synthetic::{SyntheticSpec, models, problems};
 
 fn run(models: &Models, cfg: &SearchConfig, p: &Problem, id: u32) -> SearchReport {
     search(p.clone(), TreeId(id), cfg, Evaluator::direct(models))

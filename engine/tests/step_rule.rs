@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ponder_engine::config::SearchConfig;
-use ponder_engine::testing::synthetic::{SyntheticSpec, models, problems};
 use ponder_engine::{
     BatchConfig, Batcher, Boundary, BoxError, Evaluator, ExpandRequest, Models, NodeId, Policy,
     SearchReport, Step, StepRule, TreeId, search,
 };
+use ponder_testkit::synthetic::{SyntheticSpec, models, problems};
 
 mod common;
 

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use ponder_engine::SearchConfig;
-//! use ponder_engine::testing::synthetic::{models, problems, SyntheticSpec};
+//! use ponder_testkit::synthetic::{models, problems, SyntheticSpec};
 //! use ponder_eval::{EvalSpec, Folder, Method, report, run};
 //!
 //! # fn main() -> Result<(), ponder_eval::Error> {

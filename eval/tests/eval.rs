@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ponder_engine::testing::synthetic::{SyntheticSpec, models, problems};
 use ponder_engine::{BoxError, ExpandRequest, Models, Policy, SearchConfig, Step};
 use ponder_eval::{EvalSpec, Folder, Method, report, run};
+use ponder_testkit::synthetic::{SyntheticSpec, models, problems};
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("ponder-eval-{name}-{}", std::process::id()));

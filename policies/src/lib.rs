@@ -18,12 +18,11 @@ pub mod llama;
 pub mod lora;
 pub mod models;
 pub mod step_policy;
-pub mod testing;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
 // Served models live in `ponder-remote` (no Burn); re-exported here so
-// `ponder_policies::remote` and the like keep their paths.
+// `ponder_policies::remote` and `::conformance` keep their paths.
 pub use ponder_engine::{ExpandRequest, Policy, Step, StepRule};
+pub use ponder_remote::conformance;
 pub use ponder_remote::policy as remote;
-pub use ponder_remote::{conformance, mock_server};

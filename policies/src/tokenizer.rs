@@ -257,8 +257,8 @@ impl Tokenizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gguf::GgufWriter;
-    use crate::testing::byte_char;
+    use ponder_testkit::gguf_writer::GgufWriter;
+    use ponder_testkit::tiny_llama::byte_char;
 
     /// A byte-level BPE over a tiny vocabulary: "Ġ" is the byte-level space.
     fn tiny() -> Gguf {

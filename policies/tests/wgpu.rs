@@ -8,7 +8,7 @@ use std::path::Path;
 use ponder_policies::backend::Backend;
 use ponder_policies::gguf::Gguf;
 use ponder_policies::llama::Llama;
-use ponder_policies::testing::tiny_llama_gguf;
+use ponder_testkit::tiny_llama::tiny_llama_gguf;
 
 #[test]
 fn wgpu_decodes_like_flex() {

@@ -196,8 +196,8 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mock_server::{Flavor, MockConfig, MockServer};
     use crate::policy::RemoteConfig;
+    use ponder_testkit::mock_server::{Flavor, MockConfig, MockServer};
 
     #[test]
     fn the_probe_reads_what_a_server_does() {

@@ -2,14 +2,12 @@
 //!
 //! Models served over OpenAI-compatible HTTP, without Burn: the [`policy`] (a client that spreads
 //! requests over endpoints with retries and backoff, and the step policy on top of it), critics
-//! behind scoring endpoints and LLM-as-judge ([`critics`]), the [`conformance`] check of a
-//! server against ponder's step rule, and a mock OpenAI server ([`mock_server`], a test double
-//! for tests and `ponder bench remote`).
+//! behind scoring endpoints and LLM-as-judge ([`critics`]) and the [`conformance`] check of a
+//! server against ponder's step rule.
 
 pub mod conformance;
 pub mod critics;
 pub mod error;
-pub mod mock_server;
 pub mod policy;
 
 pub use error::{Error, Result};

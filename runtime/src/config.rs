@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use ponder_engine::extract::OutputConfig;
-use ponder_engine::testing::synthetic::SyntheticSpec;
 use ponder_engine::{BatchConfig, SearchConfig};
+use ponder_testkit::synthetic::SyntheticSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

@@ -6,8 +6,8 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use ponder_engine::Problem;
-use ponder_engine::testing::synthetic;
 use ponder_tasks::problems::Split;
+use ponder_testkit::synthetic;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

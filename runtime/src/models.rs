@@ -5,11 +5,11 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::sync::Arc;
 
-use ponder_engine::testing::synthetic;
 use ponder_engine::{CachedCritic, Critic, CriticKind, CriticPanel, Models, Problem, ScoreRange};
 #[cfg(feature = "local")]
 use ponder_policies::step_policy::LlamaPolicy;
 use ponder_remote::{Client, RemotePolicy, RemoteSampling};
+use ponder_testkit::synthetic;
 
 #[cfg(feature = "local")]
 use crate::config::BackendKind;

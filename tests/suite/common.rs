@@ -35,6 +35,6 @@ pub(crate) fn temp_dir(name: &str) -> PathBuf {
 /// The tiny random Llama (seeded) as `dir/tiny.gguf`.
 pub(crate) fn tiny_model(dir: &std::path::Path, seed: u64) -> PathBuf {
     let p = dir.join("tiny.gguf");
-    std::fs::write(&p, ponder::policies::testing::tiny_llama_gguf(seed)).unwrap();
+    std::fs::write(&p, ponder::testkit::tiny_llama::tiny_llama_gguf(seed)).unwrap();
     p
 }

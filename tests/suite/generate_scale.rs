@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ponder::policies::mock_server::{MockConfig, MockServer};
+use ponder::testkit::mock_server::{MockConfig, MockServer};
 
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)

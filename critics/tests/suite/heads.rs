@@ -13,8 +13,8 @@ use ponder_engine::{Critic, CriticKind, PathRef, Problem, Step, StepRule, Tree, 
 use ponder_policies::gguf::Gguf;
 use ponder_policies::llama::Llama;
 use ponder_policies::step_policy::{LlamaPolicy, Sampling};
-use ponder_policies::testing::tiny_llama_gguf;
 use ponder_policies::tokenizer::Tokenizer;
+use ponder_testkit::tiny_llama::tiny_llama_gguf;
 
 /// Gaussian-ish features (sum of uniforms); the outcome is likely when a hidden linear score is
 /// high (a logistic "true" model), so the best AUROC is well above 0.5 but below 1.

@@ -8,8 +8,8 @@ use ponder_critics::remote::{RemoteCritic, RemoteJudge, ScoreFormat};
 use ponder_critics::self_eval::SelfEvalConfig;
 use ponder_engine::tree::{PathRef, Tree, TreeId};
 use ponder_engine::{Critic, CriticKind, Problem, ScoreRange, Step};
-use ponder_policies::mock_server::{MockConfig, MockServer};
 use ponder_policies::remote::{Client, RemoteConfig, Template};
+use ponder_testkit::mock_server::{MockConfig, MockServer};
 
 const QUESTION: &str = "Start with 7. Add 3. Multiply by 2. What is the result?";
 

@@ -9,8 +9,8 @@ use ponder_engine::{ExpandRequest, NodeId, PathRef, Policy, Problem, StepRule, T
 use ponder_policies::gguf::Gguf;
 use ponder_policies::llama::{KvCache, Llama};
 use ponder_policies::step_policy::{LlamaPolicy, Sampling};
-use ponder_policies::testing::tiny_llama_gguf;
 use ponder_policies::tokenizer::Tokenizer;
+use ponder_testkit::tiny_llama::tiny_llama_gguf;
 
 fn model() -> (Llama, Tokenizer) {
     let g = Gguf::parse(Path::new("tiny.gguf"), tiny_llama_gguf(11)).unwrap();

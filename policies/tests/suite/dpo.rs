@@ -11,7 +11,7 @@ use ponder_policies::dpo::{
 use ponder_policies::gguf::Gguf;
 use ponder_policies::llama::Llama;
 use ponder_policies::lora::{Adapter, Adapters, LayerAdapters, Lora, LoraConfig, Target};
-use ponder_policies::testing::tiny_llama_gguf;
+use ponder_testkit::tiny_llama::tiny_llama_gguf;
 
 fn device() -> Device {
     Device::flex().autodiff()

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use ponder_policies::gguf::{GgmlType, Gguf, GgufWriter, dequantize};
+use ponder_policies::gguf::{GgmlType, Gguf, dequantize};
+use ponder_testkit::gguf_writer::GgufWriter;
 
 /// One type's blocks from the fixture.
 struct Case {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::Device;
 use ponder_policies::gguf::Gguf;
 use ponder_policies::llama::Llama;
-use ponder_policies::testing::tiny_llama_gguf;
+use ponder_testkit::tiny_llama::tiny_llama_gguf;
 use safetensors::{Dtype, tensor::TensorView};
 
 const HEADS: usize = 4;

@@ -10,8 +10,8 @@ use ponder_engine::rng::Rng;
 use ponder_policies::gguf::Gguf;
 use ponder_policies::llama::Llama;
 use ponder_policies::lora::{Adapter, Adapters, Lora, LoraConfig, Target};
-use ponder_policies::testing::tiny_llama_gguf;
 use ponder_policies::tokenizer::Tokenizer;
+use ponder_testkit::tiny_llama::tiny_llama_gguf;
 
 fn tiny() -> (Llama, Tokenizer) {
     let g = Gguf::parse(Path::new("tiny.gguf"), tiny_llama_gguf(21)).unwrap();

@@ -9,8 +9,8 @@ use std::time::Duration;
 use ponder_engine::policy::{ExpandRequest, Policy, StepRule};
 use ponder_engine::tree::{NodeId, PathRef, Tree, TreeId};
 use ponder_engine::{Problem, Step};
-use ponder_policies::mock_server::{MockConfig, MockServer};
 use ponder_policies::remote::{Api, Client, RemoteConfig, RemotePolicy, RemoteSampling};
+use ponder_testkit::mock_server::{MockConfig, MockServer};
 
 const QUESTION: &str = "Start with 7. Add 3. Multiply by 2. What is the result?";
 
@@ -253,9 +253,9 @@ fn the_api_key_is_read_from_the_environment_and_never_printed() {
 #[test]
 fn real_server_behaviours_keep_every_node_one_step() {
     use ponder_engine::config::{Algorithm, SearchConfig};
-    use ponder_engine::testing::synthetic::{SyntheticSpec, models, problems};
     use ponder_engine::{Evaluator, Models, search};
-    use ponder_policies::mock_server::Flavor;
+    use ponder_testkit::mock_server::Flavor;
+    use ponder_testkit::synthetic::{SyntheticSpec, models, problems};
 
     let rule = StepRule {
         max_tokens: 24,
@@ -363,7 +363,7 @@ fn lines_past_the_stop_are_cut_off_and_paid_for() {
     // A blank line first: the step is the line after it, as the in-process policy makes it.
     let server = MockServer::start(MockConfig {
         leading_newline: true,
-        flavor: ponder_policies::mock_server::Flavor::LlamaServer,
+        flavor: ponder_testkit::mock_server::Flavor::LlamaServer,
         ..MockConfig::default()
     })
     .unwrap();

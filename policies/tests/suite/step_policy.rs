@@ -12,8 +12,8 @@ use ponder_engine::{
 use ponder_policies::gguf::Gguf;
 use ponder_policies::llama::Llama;
 use ponder_policies::step_policy::{LlamaPolicy, Sampling};
-use ponder_policies::testing::tiny_llama_gguf;
 use ponder_policies::tokenizer::Tokenizer;
+use ponder_testkit::tiny_llama::tiny_llama_gguf;
 
 fn policy(rule: StepRule, max_entries: usize) -> LlamaPolicy {
     let g = Gguf::parse(Path::new("tiny.gguf"), tiny_llama_gguf(5)).unwrap();

@@ -1,7 +1,7 @@
 //! `ponder bench`: engine measurements.
 
 use anyhow::Result;
-use ponder::engine::testing::bench;
+use ponder::testkit::bench;
 
 use crate::cli::args::{
     BenchCommand, BenchLatencyArgs, BenchPolicyArgs, BenchRemoteArgs, BenchTreeArgs,
@@ -24,8 +24,8 @@ fn remote(a: BenchRemoteArgs) -> Result<()> {
     if let Some(url) = a.endpoint.clone() {
         return conformance(&a, &url);
     }
-    use ponder::engine::testing::synthetic;
-    use ponder::policies::mock_server::{MockConfig, MockServer};
+    use ponder::testkit::mock_server::{MockConfig, MockServer};
+    use ponder::testkit::synthetic;
     anyhow::ensure!(
         a.latency_ms.is_finite() && a.latency_ms >= 0.0,
         "--latency-ms must be finite and >= 0"
@@ -258,7 +258,7 @@ fn policy(a: BenchPolicyArgs) -> Result<()> {
 
 /// Prints one line per run (sequential, then parallel) and the speedup.
 fn latency(a: BenchLatencyArgs) -> Result<()> {
-    use ponder::engine::testing::{latency, synthetic};
+    use ponder::testkit::{latency, synthetic};
     anyhow::ensure!(
         a.latency_ms.is_finite()
             && a.latency_ms >= 0.0

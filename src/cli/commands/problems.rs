@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::Result;
-use ponder::engine::testing::synthetic;
+use ponder::testkit::synthetic;
 
 use crate::cli::args::{ProblemKind, ProblemsArgs};
 

@@ -1,7 +1,7 @@
 //! Test doubles: a tiny random Llama written as an in-memory GGUF (with a byte-level tokenizer),
 //! so the decoder and the step policy can be tested without the real model.
 
-use crate::gguf::GgufWriter;
+use crate::gguf_writer::GgufWriter;
 use ponder_engine::rng::Rng;
 
 /// GPT-2's byte-to-unicode map (the symbols a byte-level BPE vocabulary is written in).

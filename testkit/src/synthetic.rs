@@ -6,14 +6,14 @@
 
 use std::sync::Arc;
 
-use crate::batcher::Models;
-use crate::critic::{Critic, CriticKind, CriticPanel, ScoreRange};
-use crate::error::BoxError;
-use crate::policy::{ExpandRequest, Policy};
-use crate::rng::{Rng, hash_bytes, mix};
-use crate::task::Task;
-use crate::tree::PathRef;
-use crate::types::{Problem, Step};
+use ponder_engine::batcher::Models;
+use ponder_engine::critic::{Critic, CriticKind, CriticPanel, ScoreRange};
+use ponder_engine::error::BoxError;
+use ponder_engine::policy::{ExpandRequest, Policy};
+use ponder_engine::rng::{Rng, hash_bytes, mix};
+use ponder_engine::task::Task;
+use ponder_engine::tree::PathRef;
+use ponder_engine::types::{Problem, Step};
 
 /// One operation of a synthetic problem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::synthetic::{Arithmetic, Op};
 use ponder_engine::rng::{Rng, hash_bytes, mix};
-use ponder_engine::testing::synthetic::{Arithmetic, Op};
 use serde_json::{Value, json};
 
 /// What the mock server injects.
@@ -260,7 +260,7 @@ fn state(prompt: &str) -> Result<(Arithmetic, Vec<i64>), String> {
     let problem = Arithmetic::parse(&prompt[from..end]).ok_or("unreadable question")?;
     let values = prompt[end..]
         .lines()
-        .filter_map(|l| ponder_engine::testing::synthetic::parse_line(l).map(|(.., y)| y))
+        .filter_map(|l| crate::synthetic::parse_line(l).map(|(.., y)| y))
         .collect();
     Ok((problem, values))
 }
@@ -283,7 +283,7 @@ fn next_line(problem: &Arithmetic, values: &[i64], rng: &mut Rng, right: bool) -
 
 /// Whether a synthetic step line's claim is right (`None` when the text has no claim).
 fn claim_right(line: &str) -> Option<bool> {
-    let (x, op, a, y) = ponder_engine::testing::synthetic::parse_line(line)?;
+    let (x, op, a, y) = crate::synthetic::parse_line(line)?;
     Some(Op::from_symbol(op, a)?.apply(x) == y)
 }
 
@@ -377,7 +377,7 @@ fn complete(req: &Value, chat: bool, cfg: &MockConfig) -> Result<Value, String> 
             let right = rng.next_f64() < 0.75;
             let (line, right) = next_line(&problem, &vals, &mut rng, right);
             let done = line.starts_with("The answer");
-            if let Some((.., y)) = ponder_engine::testing::synthetic::parse_line(&line) {
+            if let Some((.., y)) = crate::synthetic::parse_line(&line) {
                 vals.push(y);
             }
             let lp = if right { -0.2 } else { -2.0 };

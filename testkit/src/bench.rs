@@ -4,16 +4,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::batcher::{Evaluator, Models};
-use crate::config::{Importance, SearchConfig};
-use crate::critic::{Critic, CriticKind, CriticPanel, ScoreRange};
-use crate::error::{BoxError, Result};
-use crate::policy::{ExpandRequest, Policy};
-use crate::rng::mix;
-use crate::search::search;
-use crate::task::Task;
-use crate::tree::{PathRef, Tree, TreeId};
-use crate::types::{Problem, Step};
+use ponder_engine::batcher::{Evaluator, Models};
+use ponder_engine::config::{Importance, SearchConfig};
+use ponder_engine::critic::{Critic, CriticKind, CriticPanel, ScoreRange};
+use ponder_engine::error::{BoxError, Result};
+use ponder_engine::policy::{ExpandRequest, Policy};
+use ponder_engine::rng::mix;
+use ponder_engine::search::search;
+use ponder_engine::task::Task;
+use ponder_engine::tree::{PathRef, Tree, TreeId};
+use ponder_engine::types::{Problem, Step};
 
 /// Proposes empty steps at no cost (log-prob hashed from the seed).
 #[derive(Clone, Copy, Debug, Default)]

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::batcher::Models;
-use crate::critic::{Critic, CriticKind, CriticPanel, ScoreRange};
-use crate::error::BoxError;
-use crate::policy::{ExpandRequest, Policy};
-use crate::tree::{PathRef, TreeId};
-use crate::types::Step;
+use ponder_engine::batcher::Models;
+use ponder_engine::critic::{Critic, CriticKind, CriticPanel, ScoreRange};
+use ponder_engine::error::BoxError;
+use ponder_engine::policy::{ExpandRequest, Policy};
+use ponder_engine::tree::{PathRef, TreeId};
+use ponder_engine::types::Step;
 
 /// The cost model of one call: `fixed + per_request × requests`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
