@@ -1,6 +1,6 @@
 //! A test double of an OpenAI-compatible server on 127.0.0.1, for tests and `ponder bench
-//! remote`: it answers `/v1/completions` (and one-token judge requests to ponder's
-//! self-evaluation prompt), `/v1/chat/completions` and a `/v1/score` critic endpoint for the engine's synthetic arithmetic problems ("Start with 7. Add 3. ... What is the
+//! remote`: it answers `/v1/completions` (and, when told the judging prompt's marker, one-token
+//! judge requests), `/v1/chat/completions` and a `/v1/score` critic endpoint for the engine's synthetic arithmetic problems ("Start with 7. Add 3. ... What is the
 //! result?"), with configurable latency and injected failures (500, 429, hangs past the client's
 //! timeout, dropped connections, truncated JSON, answers of the wrong shape).
 //!
@@ -39,6 +39,11 @@ pub struct MockConfig {
     pub leading_newline: bool,
     /// Ignore `stop` and write to the end of the solution (a misbehaving server).
     pub ignore_stop: bool,
+    /// Answer one-token judge requests: a completion with `max_tokens: 1` whose prompt holds
+    /// this marker is judged on the line after its last occurrence (`B` when that line's claim
+    /// holds, `A` when not, with top log-probabilities). The test names the marker of the
+    /// judging prompt it uses; the server knows no critic's prompt. `None`: no judging.
+    pub judge_after: Option<String>,
 }
 
 /// Which server's answer shapes the mock imitates.
@@ -70,6 +75,7 @@ impl Default for MockConfig {
             flavor: Flavor::Vllm,
             leading_newline: false,
             ignore_stop: false,
+            judge_after: None,
         }
     }
 }
@@ -287,11 +293,11 @@ fn claim_right(line: &str) -> Option<bool> {
     Some(Op::from_symbol(op, a)?.apply(x) == y)
 }
 
-/// A one-token judge reply to ponder's self-evaluation prompt: `B` (correct) or `A`, with top
-/// log-probabilities that favour the truth of the latest step's claim.
-fn judge(prompt: &str) -> Value {
+/// A one-token judge reply: `B` (correct) or `A`, with top log-probabilities that favour the
+/// truth of the claim on the line after the last `marker`.
+fn judge(prompt: &str, marker: &str) -> Value {
     let latest = prompt
-        .rsplit("Latest step:")
+        .rsplit(marker)
         .next()
         .and_then(|s| s.trim_start().lines().next())
         .unwrap_or("");
@@ -326,11 +332,12 @@ fn complete(req: &Value, chat: bool, cfg: &MockConfig) -> Result<Value, String> 
             .ok_or("no prompt")?
             .to_string()
     };
-    if !chat
+    if let Some(marker) = &cfg.judge_after
+        && !chat
         && req.get("max_tokens").and_then(Value::as_u64) == Some(1)
-        && prompt.contains("Latest step:")
+        && prompt.contains(marker.as_str())
     {
-        return Ok(judge(&prompt));
+        return Ok(judge(&prompt, marker));
     }
     let n = if cfg.ignore_n {
         1

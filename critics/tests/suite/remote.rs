@@ -44,7 +44,13 @@ fn last(t: &Tree) -> PathRef<'_> {
 
 #[test]
 fn remote_prm_and_judge_separate_right_from_wrong_steps() {
-    let server = MockServer::start(MockConfig::default()).unwrap();
+    // The judging prompt's marker: the server is told it, it does not know critics' prompts.
+    let server = MockServer::start(MockConfig {
+        judge_after: Some("Latest step:".into()),
+        ..MockConfig::default()
+    })
+    .unwrap();
+    assert!(SelfEvalConfig::default().prompt.contains("Latest step:"));
     let right = chain(&["7 + 3 = 10.\n", "10 * 2 = 20.\n"]);
     let wrong = chain(&["7 + 3 = 10.\n", "10 * 2 = 23.\n"]);
     let prm = RemoteCritic::new(
