@@ -9,6 +9,7 @@
 pub mod error;
 pub mod head;
 pub mod self_eval;
+pub mod training;
 
 pub use error::{Error, Result};
 // The model-free parts live in `ponder-tasks` and `ponder-remote` (no Burn); re-exported here

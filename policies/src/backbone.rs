@@ -21,6 +21,13 @@ pub trait Backbone: Send + Sync {
     /// # Errors
     /// A path that does not tokenise or does not fit the model's context.
     fn features(&self, paths: &[PathRef<'_>]) -> Result<Vec<Vec<f32>>>;
+    /// Features of every step prefix of one path given as text: entry `i` is the hidden state
+    /// after `steps[..=i]`, encoded as [`Backbone::features`] encodes a tree path (how critic
+    /// training data, stored as text, becomes features).
+    ///
+    /// # Errors
+    /// Text that does not tokenise, or a path longer than the model's context.
+    fn prefix_features(&self, prompt: &str, steps: &[String]) -> Result<Vec<Vec<f32>>>;
     /// Token ids of `text`.
     ///
     /// # Errors
@@ -44,6 +51,9 @@ impl Backbone for LlamaPolicy {
     }
     fn features(&self, paths: &[PathRef<'_>]) -> Result<Vec<Vec<f32>>> {
         LlamaPolicy::features(self, paths)
+    }
+    fn prefix_features(&self, prompt: &str, steps: &[String]) -> Result<Vec<Vec<f32>>> {
+        self.step_features(prompt, steps)
     }
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
         self.tokenizer().encode(text)

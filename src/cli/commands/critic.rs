@@ -1,15 +1,17 @@
-//! `ponder train-critic` and `ponder eval-critic`.
+//! `ponder train-critic` and `ponder eval-critic`: flags and printing over
+//! `ponder::critics::training`.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ponder::critics::data::{self, LabelledPrefix};
-use ponder::critics::head::{self, Example, Head, HeadCritic, TrainConfig};
-use ponder::critics::{arith, metrics, self_eval};
-use ponder::engine::{Critic, CriticKind, NodeId, PathRef, Problem, Step, Tree, TreeId};
+use ponder::critics::head::{Head, HeadCritic, TrainConfig};
+use ponder::critics::training::{self, Target, file_stem};
+use ponder::critics::{arith, self_eval};
+use ponder::engine::{Critic, CriticKind};
 use ponder::policies::step_policy::LlamaPolicy;
 
 use crate::cli::args::{EvalCriticArgs, HeadKind, TrainCriticArgs};
@@ -50,66 +52,12 @@ fn read_all(files: &[std::path::PathBuf]) -> Result<Vec<LabelledPrefix>> {
     Ok(out)
 }
 
-/// The backbone's features of every prefix, encoding each chain of nested prefixes once.
-fn features(
-    policy: &LlamaPolicy,
-    prefixes: &[&LabelledPrefix],
-    quiet: bool,
-) -> Result<Vec<Vec<f32>>> {
-    let mut out: Vec<Option<Vec<f32>>> = vec![None; prefixes.len()];
-    let b = bar(prefixes.len(), quiet, "encoding");
-    let mut i = 0;
-    while i < prefixes.len() {
-        // Extend the chain while the next prefix continues this one.
-        let mut j = i + 1;
-        while j < prefixes.len()
-            && prefixes[j].prompt == prefixes[j - 1].prompt
-            && prefixes[j].steps.starts_with(&prefixes[j - 1].steps)
-        {
-            j += 1;
-        }
-        let longest = prefixes[j - 1];
-        let hidden = policy
-            .step_features(&longest.prompt, &longest.steps)
-            .with_context(|| format!("encoding a path of problem {}", longest.group))?;
-        for k in i..j {
-            out[k] = Some(hidden[prefixes[k].steps.len() - 1].clone());
-        }
-        b.inc((j - i) as u64);
-        i = j;
-    }
-    b.finish_and_clear();
-    Ok(out
-        .into_iter()
-        .map(|f| f.expect("every prefix encoded"))
-        .collect())
-}
-
 fn kind_of(k: HeadKind) -> CriticKind {
     match k {
         HeadKind::Value => CriticKind::Value,
         HeadKind::Prm => CriticKind::Process,
         HeadKind::Orm => CriticKind::Outcome,
     }
-}
-
-fn file_stem(k: CriticKind) -> &'static str {
-    match k {
-        CriticKind::Value => "value",
-        CriticKind::Process => "process",
-        CriticKind::Outcome => "outcome",
-    }
-}
-
-/// The examples a head of `kind` learns from, with their targets.
-fn select(kind: CriticKind, all: &[LabelledPrefix]) -> Vec<(&LabelledPrefix, f32)> {
-    all.iter()
-        .filter_map(|p| match kind {
-            CriticKind::Value => Some((p, p.value)),
-            CriticKind::Process => Some((p, f32::from(u8::from(p.step_ok)))),
-            CriticKind::Outcome => p.outcome.map(|o| (p, f32::from(u8::from(o)))),
-        })
-        .collect()
 }
 
 pub(crate) fn train(a: TrainCriticArgs, quiet: bool) -> Result<()> {
@@ -119,7 +67,7 @@ pub(crate) fn train(a: TrainCriticArgs, quiet: bool) -> Result<()> {
     let all = read_all(&a.data)?;
     let kinds: Vec<CriticKind> = a.kind.iter().map(|&k| kind_of(k)).collect();
     for &kind in &kinds {
-        let n = select(kind, &all).len();
+        let n = training::select(kind, &all).len();
         if n < 2 {
             bail!(
                 "only {n} usable examples for a {} head in {:?}",
@@ -129,18 +77,6 @@ pub(crate) fn train(a: TrainCriticArgs, quiet: bool) -> Result<()> {
         }
     }
     let policy = load_policy(a.model.as_deref())?;
-    let start = Instant::now();
-    // Encode every prefix any of the heads needs, once.
-    let needed: Vec<usize> = (0..all.len())
-        .filter(|&i| kinds.iter().any(|&k| !select(k, &all[i..=i]).is_empty()))
-        .collect();
-    let refs: Vec<&LabelledPrefix> = needed.iter().map(|&i| &all[i]).collect();
-    let feats = features(&policy, &refs, quiet)?;
-    let mut by_index: Vec<Option<Vec<f32>>> = vec![None; all.len()];
-    for (&i, f) in needed.iter().zip(feats) {
-        by_index[i] = Some(f);
-    }
-    let encode_s = start.elapsed().as_secs_f64();
     let backbone_path = a
         .model
         .clone()
@@ -149,60 +85,46 @@ pub(crate) fn train(a: TrainCriticArgs, quiet: bool) -> Result<()> {
         || backbone_path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    for kind in kinds {
-        let examples: Vec<Example> = all
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| {
-                let (_, t) = select(kind, std::slice::from_ref(p)).pop()?;
-                Some(Example {
-                    group: p.group.clone(),
-                    features: by_index[i].clone()?,
-                    target: t,
-                })
-            })
-            .collect();
-        let cfg = TrainConfig {
-            hidden: a.hidden,
-            lr: a.lr,
-            max_epochs: a.epochs,
-            val_share: a.val_share,
-            seed: a.seed,
-            ..TrainConfig::default()
-        };
-        let t = Instant::now();
-        let (h, report) = head::train(kind, &examples, &cfg, &backbone)?;
-        let train_s = t.elapsed().as_secs_f64();
-        let file = a.out.join(format!("{}.safetensors", file_stem(kind)));
-        h.save(&file)?;
-        let report_file = a.out.join(format!("{}-report.json", file_stem(kind)));
-        let json = serde_json::json!({
-            "kind": file_stem(kind),
-            "data": a.data,
-            "backbone": backbone,
-            "backbone_path": backbone_path,
-            "examples": examples.len(),
-            "encode_secs": encode_s,
-            "train_secs": train_s,
-            "config": {"hidden": cfg.hidden, "lr": cfg.lr, "max_epochs": cfg.max_epochs,
-                       "val_share": cfg.val_share, "seed": cfg.seed, "batch": cfg.batch,
-                       "patience": cfg.patience},
-            "report": report,
-        });
-        std::fs::write(&report_file, serde_json::to_string_pretty(&json)? + "\n")
-            .with_context(|| format!("writing {}", report_file.display()))?;
+    let cfg = TrainConfig {
+        hidden: a.hidden,
+        lr: a.lr,
+        max_epochs: a.epochs,
+        val_share: a.val_share,
+        seed: a.seed,
+        ..TrainConfig::default()
+    };
+    let mut b: Option<ProgressBar> = None;
+    let heads = training::train_heads(
+        &*policy,
+        &backbone,
+        &all,
+        &kinds,
+        &cfg,
+        &a.out,
+        &serde_json::json!({"data": a.data, "backbone_path": backbone_path}),
+        &mut |done, total| {
+            b.get_or_insert_with(|| bar(total, quiet, "encoding"))
+                .set_position(done as u64)
+        },
+    );
+    if let Some(b) = &b {
+        b.finish_and_clear();
+    }
+    for h in heads? {
+        let report = &h.report;
         println!(
-            "head={} file={} examples={} train={} val={} epochs={} best_epoch={} train_loss={:.4} val_loss={:.4} encode_s={encode_s:.1} train_s={train_s:.1}",
-            file_stem(kind),
-            file.display(),
-            examples.len(),
+            "head={} file={} examples={} train={} val={} epochs={} best_epoch={} train_loss={:.4} val_loss={:.4} encode_s={:.1} train_s={:.1}",
+            file_stem(h.kind),
+            h.file.display(),
+            h.examples,
             report.n_train,
             report.n_val,
             report.epochs,
             report.best_epoch,
             report.train_loss,
             report.val_loss,
+            h.encode_secs,
+            h.train_secs,
         );
         if let Some(v) = report.val {
             println!(
@@ -212,46 +134,6 @@ pub(crate) fn train(a: TrainCriticArgs, quiet: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// What a critic is measured against.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Target {
-    /// The latest step is good (every prefix).
-    Step,
-    /// The path is correct (complete paths only).
-    Outcome,
-    /// The share of correct outcomes through the prefix is above one half (every prefix).
-    Value,
-}
-
-impl Target {
-    fn name(self) -> &'static str {
-        match self {
-            Target::Step => "step",
-            Target::Outcome => "outcome",
-            Target::Value => "value",
-        }
-    }
-
-    fn label(self, p: &LabelledPrefix) -> Option<bool> {
-        match self {
-            Target::Step => Some(p.step_ok),
-            Target::Outcome => p.outcome,
-            Target::Value => Some(p.value > 0.5),
-        }
-    }
-}
-
-/// The question inside a task prompt (the math task appends its instruction after a blank line).
-fn question_of(prompt: &str) -> String {
-    let instruction = ponder::critics::math::MathTask::default();
-    let probe = ponder::engine::Task::prompt(&instruction, &Problem::new("", ""));
-    let suffix = probe.trim_start_matches('\n');
-    prompt
-        .strip_suffix(suffix)
-        .map_or(prompt, |q| q.trim_end())
-        .to_string()
 }
 
 pub(crate) fn eval(a: EvalCriticArgs, quiet: bool) -> Result<()> {
@@ -280,55 +162,23 @@ pub(crate) fn eval(a: EvalCriticArgs, quiet: bool) -> Result<()> {
             ),
             file => {
                 let h = Head::load(Path::new(file))?;
-                let target = match h.kind {
-                    CriticKind::Value => Target::Value,
-                    CriticKind::Process => Target::Step,
-                    CriticKind::Outcome => Target::Outcome,
-                };
+                let target = Target::of(h.kind);
                 (
                     Arc::new(HeadCritic::new(&h, get_policy(a.model.as_deref())?, file)?),
                     target,
                 )
             }
         };
-        let items: Vec<(&LabelledPrefix, bool)> = all
-            .iter()
-            .filter_map(|p| target.label(p).map(|l| (p, l)))
-            .collect();
-        let b = bar(items.len(), quiet, critic.name());
         let start = Instant::now();
-        let mut scores = Vec::with_capacity(items.len());
-        for (i, (p, _)) in items.iter().enumerate() {
-            let steps: Vec<Step> = p
-                .steps
-                .iter()
-                .map(|s| Step {
-                    text: s.clone(),
-                    ..Step::default()
-                })
-                .collect();
-            let (tree, ids) = Tree::chain(
-                TreeId(i as u32),
-                Problem::new(&p.group, question_of(&p.prompt)),
-                p.prompt.clone(),
-                steps,
-                p.outcome.is_some(),
-            )?;
-            let leaf = *ids.last().unwrap_or(&NodeId::ROOT);
-            let raw = critic
-                .score(&[PathRef::new(&tree, leaf)])
-                .map_err(|e| anyhow::anyhow!("critic `{}`: {e}", critic.name()))?;
-            critic.release(tree.id());
-            let r = critic.range();
-            let x = raw.first().copied().unwrap_or(f32::NAN);
-            scores.push(r.normalise(x).with_context(|| {
-                format!("critic `{}` scored {x}, outside its range", critic.name())
-            })?);
-            b.inc(1);
+        let mut b: Option<ProgressBar> = None;
+        let report = training::evaluate(&critic, target, &all, a.threshold, &mut |done, total| {
+            b.get_or_insert_with(|| bar(total, quiet, critic.name()))
+                .set_position(done as u64)
+        });
+        if let Some(b) = &b {
+            b.finish_and_clear();
         }
-        b.finish_and_clear();
-        let labels: Vec<bool> = items.iter().map(|(_, l)| *l).collect();
-        let Some(r) = metrics::report(&scores, &labels, a.threshold, 10) else {
+        let Some(r) = report? else {
             println!("critic={} target={} n=0", critic.name(), target.name());
             continue;
         };
