@@ -92,24 +92,35 @@ pub struct TrainedHead {
     pub report: TrainReport,
 }
 
-/// Trains one head per kind in `kinds` on `data` over `backbone` (every prefix encoded once),
-/// and writes `{kind}.safetensors` and `{kind}-report.json` into `out`. `backbone_name` is
-/// recorded in the heads (a head refuses another model's features); the fields of `about` (a
-/// JSON object: where the data and the model came from) are added to each report.
+/// What [`train_heads`] trains and where it writes.
+#[derive(Clone, Debug)]
+pub struct HeadJob<'a> {
+    /// Recorded in the heads (a head refuses another model's features).
+    pub backbone_name: &'a str,
+    /// One head per kind.
+    pub kinds: &'a [CriticKind],
+    /// Training settings.
+    pub train: &'a TrainConfig,
+    /// The folder `{kind}.safetensors` and `{kind}-report.json` go to.
+    pub out: &'a Path,
+    /// Fields added to each report (a JSON object: where the data and the model came from).
+    pub about: serde_json::Value,
+}
+
+/// Trains the heads of `job` on `data` over `backbone` (every prefix encoded once) and writes
+/// them with their reports; `progress` gets `(prefixes encoded, total)`.
 ///
 /// # Errors
 /// Fewer than 2 usable examples for a kind, a path that cannot be encoded, training that
 /// cannot run, files that cannot be written.
 pub fn train_heads(
     backbone: &dyn Backbone,
-    backbone_name: &str,
     data: &[LabelledPrefix],
-    kinds: &[CriticKind],
-    cfg: &TrainConfig,
-    out: &Path,
-    about: &serde_json::Value,
+    job: &HeadJob<'_>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<TrainedHead>> {
+    let (kinds, cfg, out) = (job.kinds, job.train, job.out);
+    let backbone_name = job.backbone_name;
     for &kind in kinds {
         let n = select(kind, data).len();
         if n < 2 {
@@ -167,7 +178,7 @@ pub fn train_heads(
                        "patience": cfg.patience},
             "report": report,
         });
-        if let (Some(obj), Some(extra)) = (json.as_object_mut(), about.as_object()) {
+        if let (Some(obj), Some(extra)) = (json.as_object_mut(), job.about.as_object()) {
             for (k, v) in extra {
                 obj.insert(k.clone(), v.clone());
             }

@@ -94,19 +94,17 @@ pub(crate) fn train(a: TrainCriticArgs, quiet: bool) -> Result<()> {
         ..TrainConfig::default()
     };
     let mut b: Option<ProgressBar> = None;
-    let heads = training::train_heads(
-        &*policy,
-        &backbone,
-        &all,
-        &kinds,
-        &cfg,
-        &a.out,
-        &serde_json::json!({"data": a.data, "backbone_path": backbone_path}),
-        &mut |done, total| {
-            b.get_or_insert_with(|| bar(total, quiet, "encoding"))
-                .set_position(done as u64)
-        },
-    );
+    let job = training::HeadJob {
+        backbone_name: &backbone,
+        kinds: &kinds,
+        train: &cfg,
+        out: &a.out,
+        about: serde_json::json!({"data": a.data, "backbone_path": backbone_path}),
+    };
+    let heads = training::train_heads(&*policy, &all, &job, &mut |done, total| {
+        b.get_or_insert_with(|| bar(total, quiet, "encoding"))
+            .set_position(done as u64)
+    });
     if let Some(b) = &b {
         b.finish_and_clear();
     }
