@@ -12,9 +12,13 @@ pub mod config;
 pub mod dataset;
 mod error;
 pub mod generate;
+#[cfg(feature = "local")]
+pub mod iterate;
 pub mod journal;
 pub mod models;
 pub mod searcher;
+#[cfg(feature = "local")]
+pub mod train;
 
 pub use config::{BackendKind, Config, PolicyKind, Preset};
 pub use dataset::{DatasetFields, ProblemSource};

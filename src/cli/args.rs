@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ponder::engine::config::{Algorithm, AnswerRule, BackupRule, SelectionRule};
 
+use ponder::runtime::iterate::PairLevel;
 use ponder::runtime::{BackendKind, PolicyKind, Preset};
 
 const ABOUT: &str = "Monte Carlo tree search over reasoning steps: better answers at test time, \
@@ -101,15 +102,6 @@ pub(crate) struct MergeArgs {
     /// Replace files already in --out.
     #[arg(long)]
     pub(crate) force: bool,
-}
-
-/// Which pairs `iterate` trains on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum PairLevel {
-    /// Step-level pairs from sibling steps (MCTS-DPO).
-    Step,
-    /// A correct versus an incorrect complete solution per problem.
-    Trajectory,
 }
 
 /// `ponder iterate`.

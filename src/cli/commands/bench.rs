@@ -180,7 +180,7 @@ fn policy(a: BenchPolicyArgs) -> Result<()> {
         path.display()
     );
     let device = a.backend.device()?;
-    let (m, tok) = super::dpo::load(&path, &device)?;
+    let (m, tok) = ponder::policies::models::load(&path, &device)?;
     let prompt = tok.encode(&tok.chat().render(
         None,
         "If Tom has 3 apples and buys 5 more, how many apples does he have?",

@@ -3,24 +3,15 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use burn::prelude::Device;
+use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ponder::policies::dpo::{self, DpoConfig, DpoReport, LossKind};
-use ponder::policies::llama::Llama;
+use ponder::policies::dpo::{DpoConfig, DpoReport, LossKind};
 use ponder::policies::models;
-use ponder::policies::tokenizer::Tokenizer;
 
 use crate::cli::args::{DpoArgs, DpoLoss};
 use ponder::runtime::BackendKind;
 
-/// Loads a GGUF file or HF folder onto `device` (the library's one loader).
-pub(crate) fn load(path: &Path, device: &Device) -> Result<(Llama, Tokenizer)> {
-    Ok(models::load(path, device)?)
-}
-
-/// Trains on `pairs` on `backend` and writes the merged checkpoint, the adapters and the report
-/// to `out`.
+/// [`ponder::runtime::train::dpo`] with a progress bar.
 pub(crate) fn train(
     model_path: &Path,
     backend: BackendKind,
@@ -30,21 +21,6 @@ pub(crate) fn train(
     out: &Path,
     quiet: bool,
 ) -> Result<DpoReport> {
-    let device = backend.device()?.autodiff();
-    let (model, tokenizer) = load(model_path, &device)?;
-    let mut all = Vec::new();
-    for p in pairs {
-        all.extend(dpo::read_pairs(p, &tokenizer, true)?);
-    }
-    if limit > 0 {
-        all.truncate(limit);
-    }
-    if all.is_empty() {
-        bail!("no preference pairs in {pairs:?}");
-    }
-    let n = all.len();
-    let start = Instant::now();
-    let mut trainer = dpo::DpoTrainer::new(&model, all, cfg.clone())?;
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
@@ -58,38 +34,21 @@ pub(crate) fn train(
         b.enable_steady_tick(Duration::from_millis(200));
         b
     };
-    let report = trainer.train(|step, total, loss| {
-        bar.set_length(total as u64);
-        bar.set_position(step as u64);
-        bar.set_message(format!("loss {loss:.4}"));
-    })?;
-    bar.finish_and_clear();
-    let secs = start.elapsed().as_secs_f64();
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    model.save_hf(out, &tokenizer, Some(trainer.adapters()))?;
-    let lora = trainer.into_lora();
-    lora.save(&out.join("adapter.safetensors"), &cfg.lora)?;
-    let json = serde_json::json!({
-        "base_model": model_path,
-        "pairs_files": pairs,
-        "pairs": n,
-        "secs": secs,
-        "config": {
-            "beta": cfg.beta, "loss": format!("{:?}", cfg.loss), "length_norm": cfg.length_norm,
-            "rank": cfg.lora.rank, "alpha": cfg.lora.alpha, "full": cfg.lora.full,
-            "precision": format!("{:?}", cfg.precision),
-            "targets": cfg.lora.targets.iter().map(|t| t.name()).collect::<Vec<_>>(),
-            "lr": cfg.lr, "epochs": cfg.epochs, "accumulate": cfg.accumulate,
-            "warmup": cfg.warmup, "clip": cfg.clip, "seed": cfg.seed,
+    let report = ponder::runtime::train::dpo(
+        model_path,
+        backend,
+        pairs,
+        limit,
+        cfg,
+        out,
+        &mut |step, total, loss| {
+            bar.set_length(total as u64);
+            bar.set_position(step as u64);
+            bar.set_message(format!("loss {loss:.4}"));
         },
-        "report": report,
-    });
-    std::fs::write(
-        out.join("dpo-report.json"),
-        serde_json::to_string_pretty(&json)? + "\n",
-    )
-    .with_context(|| format!("writing {}", out.join("dpo-report.json").display()))?;
-    Ok(report)
+    );
+    bar.finish_and_clear();
+    Ok(report?)
 }
 
 pub(crate) fn run(a: DpoArgs, quiet: bool) -> Result<()> {

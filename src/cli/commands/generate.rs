@@ -1,61 +1,10 @@
 //! `ponder generate`: dataset -> pairs, PRM data, SFT traces (JSONL), stats and a manifest.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
-
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use super::run::{Reporter, load_problems, resolve_config, searcher};
 use crate::cli::args::GenerateArgs;
 use ponder::runtime::generate::{GenerateOptions, generate, parse_shard};
-
-pub(crate) struct Jsonl {
-    path: PathBuf,
-    w: BufWriter<File>,
-    pub(crate) lines: u64,
-}
-
-impl Jsonl {
-    pub(crate) fn create(dir: &Path, name: &str, force: bool) -> Result<Self> {
-        let path = dir.join(name);
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true);
-        if force {
-            opts.create(true).truncate(true);
-        } else {
-            opts.create_new(true);
-        }
-        let f = opts.open(&path).with_context(|| {
-            if path.exists() && !force {
-                format!("{} exists (use --force to replace it)", path.display())
-            } else {
-                format!("creating {}", path.display())
-            }
-        })?;
-        Ok(Jsonl {
-            path,
-            w: BufWriter::new(f),
-            lines: 0,
-        })
-    }
-
-    pub(crate) fn write<T: serde::Serialize>(&mut self, v: &T) -> Result<()> {
-        serde_json::to_writer(&mut self.w, v)?;
-        self.w
-            .write_all(b"\n")
-            .with_context(|| format!("writing {}", self.path.display()))?;
-        self.lines += 1;
-        Ok(())
-    }
-
-    /// Every record of a finished tree reaches the file before the next tree is written.
-    pub(crate) fn flush(&mut self) -> Result<()> {
-        self.w
-            .flush()
-            .with_context(|| format!("writing {}", self.path.display()))
-    }
-}
 
 pub(crate) fn run(args: GenerateArgs, quiet: bool) -> Result<()> {
     let cfg = resolve_config(&args.flags)?;
