@@ -15,6 +15,7 @@ pub mod generate;
 #[cfg(feature = "local")]
 pub mod iterate;
 pub mod journal;
+pub mod merge;
 pub mod models;
 pub mod searcher;
 #[cfg(feature = "local")]

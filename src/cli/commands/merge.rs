@@ -1,180 +1,29 @@
-//! `ponder merge`: combines the output folders of sharded (or repeated) `ponder generate` runs
-//! into one, problem by problem, without duplicates.
-//!
-//! Only complete problems are read: each input's journal says which byte range of each data
-//! file belongs to which problem (see `ponder::runtime::journal`), so records of a problem that was
-//! being written when a job died are never merged. A problem that several inputs completed is
-//! taken from the first input that has it; records that are identical apart from their
-//! `problem_id`/`tree_id` (the same question twice in a dataset) are kept once.
+//! `ponder merge`: flags and the summary line over `ponder::runtime::merge`.
 
-use std::collections::HashSet;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
-
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 
 use crate::cli::args::MergeArgs;
-use ponder::runtime::generate::write_stats;
-use ponder::runtime::journal::{Entry, JOURNAL, Journal, Status, read_entries};
-
-const DATA: [&str; 4] = ["pairs.jsonl", "prm.jsonl", "sft.jsonl", "trees.jsonl"];
-
-/// A record's identity for de-duplication: its JSON without the fields that name where it came
-/// from, hashed.
-fn record_key(line: &[u8], file: &str, at: &Path) -> Result<u128> {
-    let mut v: serde_json::Value = serde_json::from_slice(line).with_context(|| {
-        format!(
-            "{}: a record that is not valid JSON",
-            at.join(file).display()
-        )
-    })?;
-    if let Some(o) = v.as_object_mut() {
-        o.remove("problem_id");
-        o.remove("tree_id");
-    }
-    let text = v.to_string();
-    let h = |seed: u64| ponder::engine::rng::hash_bytes(seed, text.as_bytes());
-    Ok((u128::from(h(0x6d65)) << 64) | u128::from(h(0x7267)))
-}
-
-/// The lines of `file` in `dir` between byte offsets `from..to`.
-fn lines_between(dir: &Path, file: &str, from: u64, to: u64) -> Result<Vec<Vec<u8>>> {
-    if to <= from {
-        return Ok(Vec::new());
-    }
-    let path = dir.join(file);
-    let mut f =
-        std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    f.seek(SeekFrom::Start(from))
-        .with_context(|| format!("reading {}", path.display()))?;
-    let mut buf = vec![0; (to - from) as usize];
-    f.read_exact(&mut buf).with_context(|| {
-        format!(
-            "{} is shorter than its journal says ({to} bytes)",
-            path.display()
-        )
-    })?;
-    Ok(buf
-        .split_inclusive(|&b| b == b'\n')
-        .map(<[u8]>::to_vec)
-        .collect())
-}
 
 pub(crate) fn run(a: MergeArgs, quiet: bool) -> Result<()> {
-    if a.inputs.is_empty() {
-        bail!("nothing to merge: give the output folders of `ponder generate`");
-    }
-    if a.inputs.iter().any(|i| i == &a.out) {
-        bail!("--out {} is also an input", a.out.display());
-    }
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    if !a.force
-        && let Some(p) = DATA
-            .iter()
-            .chain(&[JOURNAL, "manifest.json", "stats.json"])
-            .map(|n| a.out.join(n))
-            .find(|p| p.exists())
-    {
-        bail!("{} exists (use --force to replace it)", p.display());
-    }
-    let with_trees = a.inputs.iter().all(|d| d.join("trees.jsonl").exists());
-    let names: Vec<&str> = DATA
-        .iter()
-        .copied()
-        .filter(|n| *n != "trees.jsonl" || with_trees)
-        .collect();
-    let mut out = Journal::open(&a.out, &names, true, false)?;
-    let mut seen_problems = HashSet::new();
-    let mut seen_records: HashSet<u128> = HashSet::new();
-    let (mut dup_problems, mut dup_records) = (0u64, 0u64);
-    let mut sources = Vec::new();
-    let mut failed: Vec<Entry> = Vec::new();
-    for dir in &a.inputs {
-        let manifest: serde_json::Value = std::fs::read(dir.join("manifest.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .with_context(|| {
-                format!(
-                    "{}: no readable manifest.json (not a `ponder generate` folder?)",
-                    dir.display()
-                )
-            })?;
-        sources.push(serde_json::json!({"dir": dir, "manifest": manifest}));
-        let (entries, _) = read_entries(&dir.join(JOURNAL))?;
-        let mut prev: std::collections::BTreeMap<String, u64> = Default::default();
-        for e in entries {
-            let ranges: Vec<(&str, u64, u64)> = names
-                .iter()
-                .map(|n| {
-                    let from = prev.get(*n).copied().unwrap_or(0);
-                    (*n, from, e.ends.get(*n).copied().unwrap_or(from))
-                })
-                .collect();
-            prev = e.ends.clone();
-            if e.status != Status::Ok {
-                failed.push(e);
-                continue;
+    let command: Vec<String> = std::env::args().collect();
+    let m = ponder::runtime::merge::merge(&a.inputs, &a.out, a.force, &command).map_err(
+        |e| match e {
+            ponder::runtime::Error::Config { field, message } if field == "out" => {
+                anyhow::anyhow!("--out {message}")
             }
-            if !seen_problems.insert(e.problem_id.clone()) {
-                dup_problems += 1;
-                continue;
-            }
-            let mut records = std::collections::BTreeMap::new();
-            for (name, from, to) in ranges {
-                let mut kept = 0u64;
-                for line in lines_between(dir, name, from, to)? {
-                    if name != "trees.jsonl" && !seen_records.insert(record_key(&line, name, dir)?)
-                    {
-                        dup_records += 1;
-                        continue;
-                    }
-                    if line.last() != Some(&b'\n') {
-                        bail!(
-                            "{}: a record inside its journal's range has no line end",
-                            dir.join(name).display()
-                        );
-                    }
-                    // Byte for byte: the merged lines are the generated lines.
-                    out.file(name).write_raw(&line)?;
-                    kept += 1;
-                }
-                records.insert(name.to_string(), kept);
-            }
-            out.commit(Entry { records, ..e })?;
-        }
-    }
-    // Failures no input recovered from stay visible (a rerun of that shard retries them).
-    let mut failed_ids = HashSet::new();
-    for e in failed {
-        if !seen_problems.contains(&e.problem_id) && failed_ids.insert(e.problem_id.clone()) {
-            out.commit(e)?;
-        }
-    }
-    let problems = seen_problems.len() + failed_ids.len();
-    std::fs::write(
-        a.out.join("manifest.json"),
-        serde_json::to_vec_pretty(&serde_json::json!({
-            "schema_version": ponder::engine::extract::SCHEMA_VERSION,
-            "ponder_version": env!("CARGO_PKG_VERSION"),
-            "command": std::env::args().collect::<Vec<_>>(),
-            "merged_from": sources,
-            "problems": problems,
-            "duplicate_problems_dropped": dup_problems,
-            "duplicate_records_dropped": dup_records,
-        }))?,
-    )
-    .with_context(|| format!("writing {}", a.out.join("manifest.json").display()))?;
-    let stats = write_stats(&out, problems, None, None, None)?;
+            other => other.into(),
+        },
+    )?;
     if !quiet {
         eprintln!(
             "merged {} folders into {}: {} problems ({} failed), {} pairs; dropped {} duplicate problems and {} duplicate records",
             a.inputs.len(),
             a.out.display(),
-            stats["done"],
-            stats["failed"],
-            stats["pairs"],
-            dup_problems,
-            dup_records
+            m.stats["done"],
+            m.stats["failed"],
+            m.stats["pairs"],
+            m.duplicate_problems,
+            m.duplicate_records
         );
     }
     Ok(())
