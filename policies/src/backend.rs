@@ -40,11 +40,21 @@ impl Backend {
     }
 }
 
+/// One wgpu device per process: the wgpu runtime can be initialised once (a second `init`
+/// fails with "Service already initialized"), so every model a process loads (`bench policy`'s
+/// runs, `iterate`'s rounds, DPO then search) shares the first one; a failure is remembered too.
 #[cfg(feature = "wgpu")]
 fn wgpu_device() -> Result<Device> {
-    Device::wgpu_options()
-        .init()
-        .map_err(|e| Error::Model(format!("no usable wgpu adapter: {e:?}")))
+    static DEVICE: std::sync::OnceLock<std::result::Result<Device, String>> =
+        std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            Device::wgpu_options()
+                .init()
+                .map_err(|e| format!("no usable wgpu adapter: {e:?}"))
+        })
+        .clone()
+        .map_err(Error::Model)
 }
 
 #[cfg(not(feature = "wgpu"))]
