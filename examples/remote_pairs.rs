@@ -1,8 +1,8 @@
 //! Step-level preference pairs from a model served over OpenAI-compatible HTTP, built without
-//! Burn (the `remote` feature alone):
+//! Burn (the `remote` feature, and `testkit` for the mock server):
 //!
 //! ```sh
-//! cargo run --example remote_pairs --no-default-features --features remote -- URL MODEL
+//! cargo run --example remote_pairs --no-default-features --features remote,testkit -- URL MODEL
 //! ```
 //!
 //! `URL` is the server's base (`http://127.0.0.1:8000/v1` for vLLM). Without arguments it starts
