@@ -5,8 +5,9 @@
 //! Burn ([`llama`], logit-for-logit equal to HF transformers on the default model) with batched,
 //! padded decoding, and the engine's step policy over it with a tree-shared KV cache
 //! ([`step_policy`]). [`backend`] picks the Burn device. [`remote`] serves the policy over
-//! OpenAI-compatible HTTP instead; [`mock_server`] is a local test double of such a server, and
-//! [`conformance`] measures a real one against what the remote policy needs.
+//! OpenAI-compatible HTTP instead (re-exported from `ponder-remote`, as is [`conformance`],
+//! which measures a real server against what the remote policy needs). [`backbone`] is what
+//! model-backed critics read.
 
 pub mod backbone;
 pub mod backend;
