@@ -226,6 +226,16 @@ impl StepRule {
         out
     }
 
+    /// Where the solution in `text` ends: just after the first complete line holding the answer
+    /// pattern (`None` until such a line is complete). A policy generating a whole solution
+    /// (`to_end`) stops there: [`StepRule::cut`] ends at the first step boundary, which a whole
+    /// solution runs past.
+    pub fn answer_end(&self, text: &str) -> Option<usize> {
+        let pat = self.answer_pattern.as_deref().filter(|p| !p.is_empty())?;
+        let at = text.find(pat)?;
+        text[at..].find('\n').map(|nl| at + nl + 1)
+    }
+
     /// Whether a finished line of text hits the answer pattern.
     pub fn is_answer(&self, text: &str) -> bool {
         self.answer_pattern
@@ -305,6 +315,24 @@ mod tests {
             })
         );
         assert!(r.is_answer("The answer is 4"));
+    }
+
+    #[test]
+    fn a_whole_solution_ends_after_its_answer_line() {
+        let r = rule(Boundary::Newline);
+        let text = "Tom has 5.\nHe buys 3: 5 + 3 = 8.\nThe answer is 8.\n\nProblem: next";
+        let end = r.answer_end(text).unwrap();
+        assert_eq!(
+            &text[..end],
+            "Tom has 5.\nHe buys 3: 5 + 3 = 8.\nThe answer is 8.\n"
+        );
+        assert_eq!(
+            r.answer_end("Tom has 5.\nThe answer is 8."),
+            None,
+            "line not complete"
+        );
+        // `cut` ends at the first boundary: a whole solution must not stop there.
+        assert_eq!(r.cut(text).map(|c| (c.len, c.finished)), Some((11, false)));
     }
 
     #[test]

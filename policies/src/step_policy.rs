@@ -445,9 +445,16 @@ impl LlamaPolicy {
                 } else {
                     c.tokens.push(next as u32);
                     let text = self.tokenizer.decode(&c.tokens)?;
-                    if let Some(cut) = self.rule.cut(&text)
-                        && (cut.finished || !c.to_end)
-                    {
+                    if c.to_end {
+                        // A whole solution runs past every step boundary and ends at its
+                        // answer line (the engine splits it into steps afterwards).
+                        if self.rule.answer_end(&text).is_some() {
+                            c.finished = true;
+                            c.done = true;
+                        } else if c.tokens.len() >= c.cap {
+                            c.done = true;
+                        }
+                    } else if let Some(cut) = self.rule.cut(&text) {
                         c.finished |= cut.finished;
                         c.done = true;
                     } else if c.tokens.len() >= c.cap {

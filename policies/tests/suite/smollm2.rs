@@ -250,3 +250,55 @@ fn greedy_step_on_the_real_model() {
     // A 135M model: fluent, and wrong.
     assert_eq!(s.text, "12 + 30 = 32.");
 }
+
+/// A whole solution (`to_end`) stops at its answer line: generating on past it would charge a
+/// search for tokens it throws away (it did, for every sampled solution, between a change of
+/// the step rule and this test: 64 tokens charged per 3-shot sample of ~30).
+#[test]
+fn a_sampled_solution_stops_at_its_answer_line() {
+    use burn::prelude::Device;
+    use ponder_engine::{
+        ExpandRequest, NodeId, PathRef, Policy, Problem, StepRule, Task, Tree, TreeId,
+    };
+    use ponder_policies::llama::Llama;
+    use ponder_policies::step_policy::{LlamaPolicy, Sampling};
+    let Some(path) = model() else { return };
+    let g = Gguf::open(&path).unwrap();
+    let m = Llama::from_gguf(&g, &Device::flex()).unwrap();
+    let t = Tokenizer::from_gguf(&g).unwrap();
+    let rule = StepRule {
+        max_tokens: 64,
+        ..StepRule::default()
+    };
+    let sampling = Sampling {
+        temperature: 0.4,
+        ..Sampling::default()
+    };
+    let p = LlamaPolicy::new(m, t, rule.clone(), sampling, true, 64);
+    let task = ponder_tasks::math::MathTask::few_shot(3);
+    let problem = Problem::new(
+        "q",
+        "Tom has 5 apples. Then Tom buys 3 more. How many apples does Tom have now?",
+    );
+    let tree = Tree::new(TreeId(0), problem.clone(), task.prompt(&problem), 0, 16);
+    let steps = p
+        .propose(&[ExpandRequest {
+            path: PathRef::new(&tree, NodeId::ROOT),
+            k: 4,
+            seed: 7,
+            to_end: true,
+            greedy: false,
+            max_tokens: Some(200),
+        }])
+        .unwrap();
+    for s in &steps[0] {
+        assert!(s.finished, "{:?}", s.text);
+        let end = rule.answer_end(&s.text).expect("an answer line");
+        assert!(
+            s.text[end..].trim().is_empty(),
+            "generated on past the answer line: {:?}",
+            s.text
+        );
+        assert!(s.n_tokens < 100, "{} tokens: {:?}", s.n_tokens, s.text);
+    }
+}
