@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ponder_engine::config::SearchConfig;
 use ponder_engine::{
-    BatchConfig, Batcher, BoxError, Evaluator, ExpandRequest, Models, Policy, Step, StopReason,
-    TreeId, search,
+    BatchConfig, Batcher, BoxError, Evaluator, ExpandRequest, Models, Policy, Problem,
+    SearchReport, Step, StopReason, TreeId, search,
 };
 use ponder_testkit::synthetic::{SyntheticSpec, models, problems};
 use proptest::prelude::*;
@@ -71,6 +71,19 @@ fn counted_with(m: &Models, jitter: bool) -> (Models, Arc<CountingPolicy>) {
     )
 }
 
+/// One search, through a batcher or calling the models directly.
+fn run(m: &Models, cfg: &SearchConfig, p: Problem, batched: bool) -> SearchReport {
+    if batched {
+        Batcher::run(m, &BatchConfig::default(), |b| {
+            search(p.clone(), TreeId(0), cfg, Evaluator::batched(m, b))
+        })
+        .expect("batcher")
+    } else {
+        search(p, TreeId(0), cfg, Evaluator::direct(m))
+    }
+    .expect("search")
+}
+
 fn config(alg: u8, budget: u64, threads: u32, rollouts: u32) -> SearchConfig {
     let mut cfg = common::algorithm(alg, threads);
     cfg.baseline.fill_budget = alg >= 2;
@@ -96,15 +109,7 @@ proptest! {
         let (m, count) = counted(&models(&SyntheticSpec::default()));
         let cfg = config(alg, budget, threads, rollouts);
         let p = problems(1, level, seed).remove(0);
-        let rep = if batched {
-            Batcher::run(&m, &BatchConfig::default(), |b| {
-                search(p.clone(), TreeId(0), &cfg, Evaluator::batched(&m, b))
-            })
-            .expect("batcher")
-        } else {
-            search(p, TreeId(0), &cfg, Evaluator::direct(&m))
-        }
-        .expect("search");
+        let rep = run(&m, &cfg, p, batched);
         let generated = count.tokens.load(Ordering::Relaxed);
         prop_assert!(generated <= budget, "generated {generated} > budget {budget}");
         prop_assert_eq!(rep.stats.tokens, generated, "the engine counts what the policy made");
@@ -209,15 +214,7 @@ fn a_token_stopped_tree_search_spends_its_whole_budget_on_any_thread_count() {
                 cfg.budget.simulations = 100_000;
                 cfg.budget.max_tokens = Some(budget);
                 let p = problems(1, 5, i as u64 + 4).remove(0);
-                let rep = if batched {
-                    Batcher::run(&m, &BatchConfig::default(), |b| {
-                        search(p.clone(), TreeId(0), &cfg, Evaluator::batched(&m, b))
-                    })
-                    .expect("batcher")
-                } else {
-                    search(p, TreeId(0), &cfg, Evaluator::direct(&m))
-                }
-                .expect("search");
+                let rep = run(&m, &cfg, p, batched);
                 let generated = count.tokens.load(Ordering::Relaxed);
                 assert_eq!(rep.stop, StopReason::Tokens, "x{threads} budget {budget}");
                 assert_eq!(

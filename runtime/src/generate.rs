@@ -278,8 +278,8 @@ pub fn generate(
     })
 }
 
-/// An error and all its sources, `: `-separated.
-fn chain(e: &dyn std::error::Error) -> String {
+/// An error and all its sources, `: `-separated (how failures are logged and recorded).
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {

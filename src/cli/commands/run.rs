@@ -13,17 +13,7 @@ use ponder::runtime::{Config, PolicyKind, RunSummary, Searcher};
 
 use crate::cli::args::{ProblemArgs, SearchFlags};
 
-/// An error and all its sources, `: `-separated.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
+pub(crate) use ponder::runtime::generate::chain;
 
 /// Loads the config file (if any) and applies the flags over it.
 pub(crate) fn resolve_config(flags: &SearchFlags) -> Result<Config> {
