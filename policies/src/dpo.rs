@@ -225,7 +225,7 @@ pub fn sequence_logprob(
     // context.len() - 1 .. context.len() + completion.len() - 1.
     let c = completion.len();
     let h = hidden.narrow(0, context.len() - 1, c);
-    let logits = model.logits(h);
+    let logits = model.logits(h)?;
     let logits = if logits.dtype() == DType::F32 {
         logits
     } else {
@@ -339,7 +339,10 @@ impl<'m> DpoTrainer<'m> {
             return Err(Error::Model("no preference pairs to train on".into()));
         }
         let lora = Lora::new(model.config(), &cfg.lora, cfg.seed, model.device());
-        let half = (cfg.precision != Precision::F32).then(|| model.cast(cfg.precision.dtype()));
+        let half = match cfg.precision {
+            Precision::F32 => None,
+            p => Some(model.cast(p.dtype())?),
+        };
         let net = half.as_ref().unwrap_or(model);
         let mut refs = Vec::with_capacity(pairs.len());
         for p in &pairs {

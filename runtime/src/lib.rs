@@ -21,7 +21,7 @@ pub mod searcher;
 #[cfg(feature = "local")]
 pub mod train;
 
-pub use config::{BackendKind, Config, PolicyKind, Preset};
+pub use config::{BackendKind, Config, PolicyKind, Preset, WeightFormat};
 pub use dataset::{DatasetFields, ProblemSource};
 pub use error::{Error, Result};
 pub use models::Loaded;

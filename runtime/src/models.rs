@@ -186,7 +186,14 @@ pub fn load_local_policy(policy: &PolicyConfig) -> Result<LlamaPolicy> {
         .map_or_else(models::default_model_path, models::resolve);
     let start = std::time::Instant::now();
     let (model, tokenizer) = models::load(&path, &policy.backend.device()?)?;
-    tracing::info!(model = %path.display(), secs = start.elapsed().as_secs_f64(), "model loaded");
+    let model = quantized(model, policy.backend, policy.weights)?;
+    tracing::info!(
+        model = %path.display(),
+        secs = start.elapsed().as_secs_f64(),
+        int8 = model.is_quantized(),
+        weight_mib = model.weight_bytes() >> 20,
+        "model loaded"
+    );
     Ok(LlamaPolicy::new(
         model,
         tokenizer,
@@ -200,6 +207,24 @@ pub fn load_local_policy(policy: &PolicyConfig) -> Result<LlamaPolicy> {
         policy.cache_entries,
     )
     .with_cache_bytes(policy.cache_mib.saturating_mul(1 << 20)))
+}
+
+/// The model with the weight format asked for: int8 on a CPU backend when `weights` is `q8`,
+/// as loaded otherwise (GPU backends keep f32 weights: the int8 kernels run on the host).
+///
+/// # Errors
+/// Quantising failed (a model that loaded but cannot be read back).
+#[cfg(feature = "local")]
+pub fn quantized(
+    model: ponder_policies::llama::Llama,
+    backend: crate::config::BackendKind,
+    weights: crate::config::WeightFormat,
+) -> Result<ponder_policies::llama::Llama> {
+    use crate::config::{BackendKind, WeightFormat};
+    match (weights, backend) {
+        (WeightFormat::Q8, BackendKind::Flex | BackendKind::Ndarray) => Ok(model.quantized()?),
+        _ => Ok(model),
+    }
 }
 
 /// What model-backed critics run on.

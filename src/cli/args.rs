@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ponder::engine::config::{Algorithm, AnswerRule, BackupRule, SelectionRule};
 
 use ponder::runtime::iterate::PairLevel;
-use ponder::runtime::{BackendKind, PolicyKind, Preset};
+use ponder::runtime::{BackendKind, PolicyKind, Preset, WeightFormat};
 
 const ABOUT: &str = "Monte Carlo tree search over reasoning steps: better answers at test time, \
 step-level preference pairs for DPO.";
@@ -499,6 +499,10 @@ pub(crate) struct SearchFlags {
     /// Burn backend for the model (wgpu needs a build with `--features wgpu`).
     #[arg(long, value_enum)]
     pub(crate) backend: Option<BackendKind>,
+    /// How the model's matrix weights are held on a CPU backend: int8 blocks (`q8`, the
+    /// default: 3.6x less memory, about 3x faster decoding) or `f32`.
+    #[arg(long, value_enum)]
+    pub(crate) weights: Option<WeightFormat>,
     /// OpenAI-compatible base URLs for `--policy remote`, up to `/v1` (repeat or comma-separate
     /// for several servers; requests are spread over them).
     #[arg(long = "endpoint", value_delimiter = ',', value_name = "URL")]
@@ -696,6 +700,9 @@ pub(crate) struct BenchPolicyArgs {
     /// Burn backend (wgpu needs a build with `--features wgpu`).
     #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
     pub(crate) backend: BackendKind,
+    /// Matrix weights on a CPU backend: int8 blocks (`q8`) or `f32`.
+    #[arg(long, value_enum, default_value_t = WeightFormat::Q8)]
+    pub(crate) weights: WeightFormat,
     /// Tokens decoded per stream.
     #[arg(long, default_value_t = 32)]
     pub(crate) tokens: usize,

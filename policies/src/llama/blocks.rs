@@ -3,20 +3,127 @@
 
 use super::*;
 
+/// A matrix weight in the checkpoint's `[out, in]` layout: a tensor on the model's device, or
+/// int8 blocks in host memory multiplied by `ponder-kernels` (CPU backends; see
+/// [`Llama::quantized`]).
+#[derive(Clone, Debug)]
+pub(super) enum Weight {
+    Dense(Tensor<2>),
+    Q8(Arc<Q8Matrix>),
+}
+
+impl Weight {
+    /// `[out, in]`.
+    pub(super) fn dims(&self) -> [usize; 2] {
+        match self {
+            Weight::Dense(w) => w.dims(),
+            Weight::Q8(m) => [m.rows(), m.cols()],
+        }
+    }
+
+    /// `W · hᵀ` for `h` `[n, in]`: `[out, n]`. With the weight as the matmul's left side, the
+    /// CPU kernels stream it without repacking: at batch 8 the 30 layers of SmolLM2 run in
+    /// 47 ms this way against 91 ms as `h · W[in, out]` (weights out of cache).
+    pub(super) fn apply(&self, h: Tensor<2>) -> Result<Tensor<2>> {
+        match self {
+            Weight::Dense(w) => Ok(w.clone().matmul(h.transpose())),
+            Weight::Q8(m) => q8_product(m, h),
+        }
+    }
+
+    /// `W · x` for `x` `[in, n]` (activations already transposed): `[out, n]`.
+    pub(super) fn apply_t(&self, x: Tensor<2>) -> Result<Tensor<2>> {
+        match self {
+            Weight::Dense(w) => Ok(w.clone().matmul(x)),
+            Weight::Q8(m) => q8_product(m, x.transpose()),
+        }
+    }
+
+    /// Rows `ids` (an embedding lookup): `[ids.len(), in]`.
+    pub(super) fn rows(&self, ids: &[u32], device: &Device) -> Result<Tensor<2>> {
+        match self {
+            Weight::Dense(w) => {
+                let ids: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
+                let n = ids.len();
+                let ids: Tensor<1, Int> = Tensor::from_data(TensorData::new(ids, [n]), device);
+                Ok(w.clone().select(0, ids))
+            }
+            Weight::Q8(m) => {
+                let ids: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
+                let v = m.gather(&ids).map_err(|e| Error::Model(e.to_string()))?;
+                Ok(Tensor::from_data(
+                    TensorData::new(v, [ids.len(), m.cols()]),
+                    device,
+                ))
+            }
+        }
+    }
+
+    /// The values, row-major (dequantised for int8 weights).
+    pub(super) fn to_host(&self) -> Result<Vec<f32>> {
+        match self {
+            Weight::Dense(w) => {
+                let [r, c] = w.dims();
+                to_vec(w.clone().reshape([r * c]))
+            }
+            Weight::Q8(m) => Ok(m.dequantize()),
+        }
+    }
+
+    /// A dense copy on `device` in `dtype` (int8 weights dequantised).
+    pub(super) fn dense(&self, dtype: DType, device: &Device) -> Result<Tensor<2>> {
+        let w = match self {
+            Weight::Dense(w) => w.clone(),
+            Weight::Q8(m) => Tensor::from_data(
+                TensorData::new(m.dequantize(), [m.rows(), m.cols()]),
+                device,
+            ),
+        };
+        Ok(if w.dtype() == dtype { w } else { w.cast(dtype) })
+    }
+
+    /// The int8 form of a dense f32 weight on a host device, or `self` when its rows are not
+    /// whole blocks (tiny test models) or it is already int8.
+    pub(super) fn quantize(&self) -> Result<Weight> {
+        let Weight::Dense(w) = self else {
+            return Ok(self.clone());
+        };
+        let [r, c] = w.dims();
+        if !c.is_multiple_of(ponder_kernels::BLOCK) {
+            return Ok(self.clone());
+        }
+        let m = Q8Matrix::quantize(r, c, &self.to_host()?)
+            .map_err(|e| Error::Model(e.to_string()))?;
+        Ok(Weight::Q8(Arc::new(m)))
+    }
+}
+
+/// `W · hᵀ` on the host with the int8 kernels: `h` `[n, in]` read back (a few KB per token
+/// at decode), the product `[out, n]` sent to the device.
+fn q8_product(m: &Q8Matrix, h: Tensor<2>) -> Result<Tensor<2>> {
+    let [n, _] = h.dims();
+    let device = h.device();
+    let x = to_vec(h)?;
+    let y = m
+        .matmul_t(&x, n)
+        .map_err(|e| Error::Model(e.to_string()))?;
+    Ok(Tensor::from_data(TensorData::new(y, [m.rows(), n]), &device))
+}
+
 /// One decoder block. Linear weights keep the checkpoint's `[out, in]` layout and run as
-/// `W · hᵀ` (see [`linear`]); Q/K/V are one fused matrix, and so are gate/up.
+/// `W · hᵀ` (see [`Weight::apply`]); Q/K/V are one fused matrix, and so are gate/up.
 #[derive(Clone, Debug)]
 pub(super) struct Layer {
     pub(super) attn_norm: Tensor<1>,
     /// Q, K and V stacked: `[d + 2·kv, d]`.
-    pub(super) wqkv: Tensor<2>,
+    pub(super) wqkv: Weight,
     /// Their biases (Qwen2), stacked the same way.
     pub(super) bqkv: Option<Tensor<1>>,
-    pub(super) wo: Tensor<2>,
+    pub(super) wo: Weight,
     pub(super) ffn_norm: Tensor<1>,
     /// Gate and up stacked: `[2·ffn, d]`.
-    pub(super) w_gate_up: Tensor<2>,
-    pub(super) w_down: Tensor<2>,
+    pub(super) w_gate_up: Weight,
+    pub(super) w_down: Weight,
 }
 
 impl Llama {
@@ -38,38 +145,13 @@ impl Llama {
                 self.layers.len()
             )));
         }
-        let b = tokens.len();
-        let t = tokens.first().map_or(0, Vec::len);
-        let bad = Error::Model;
-        if b == 0 || t == 0 || tokens.iter().any(|s| s.len() != t) {
-            return Err(bad(
-                "forward needs a non-empty batch of equal-length sequences".into(),
-            ));
-        }
-        if b != cache.batch() {
-            return Err(bad(format!(
-                "a batch of {b} sequences against a cache of {}",
-                cache.batch()
-            )));
-        }
-        if let Some(&id) = tokens
-            .iter()
-            .flatten()
-            .find(|&&id| id as usize >= self.cfg.vocab)
+        let (b, t) = self.check(tokens, cache)?;
+        if lora.is_none()
+            && let Some(host) = &self.host
         {
-            return Err(bad(format!(
-                "token id {id} is outside the vocabulary ({})",
-                self.cfg.vocab
-            )));
+            return self.trunk_host(host, tokens, cache, last_only);
         }
         let start = cache.len;
-        let longest = (0..b).map(|r| cache.row_len(r)).max().unwrap_or(0) + t;
-        if longest > self.cfg.max_seq {
-            return Err(bad(format!(
-                "sequence of {longest} tokens is longer than the model's {}",
-                self.cfg.max_seq
-            )));
-        }
         let (d, hd, nh, nkv) = (
             self.cfg.d_model,
             self.cfg.head_dim(),
@@ -78,9 +160,8 @@ impl Llama {
         );
         let rep = nh / nkv;
         let total = start + t;
-        let ids: Vec<i64> = tokens.iter().flatten().map(|&i| i64::from(i)).collect();
-        let ids: Tensor<1, Int> = Tensor::from_data(TensorData::new(ids, [b * t]), &self.device);
-        let mut x: Tensor<3> = self.embed.clone().select(0, ids).reshape([b, t, d]);
+        let ids: Vec<u32> = tokens.iter().flatten().copied().collect();
+        let mut x: Tensor<3> = self.embed.rows(&ids, &self.device)?.reshape([b, t, d]);
         let padded = cache.pad.iter().any(|&p| p > 0);
         // Rotary tables `[rows, 1, t, head_dim/2]` at each row's own positions (a padded row
         // starts counting after its padding).
@@ -107,21 +188,7 @@ impl Llama {
             };
             (at(&self.cos), at(&self.sin))
         };
-        // Attention mask `[rows, 1, rep·t, total]`, true where masked: query i of row r sees
-        // keys pad[r]..=start+i. The query heads sharing a key head are stacked along the
-        // query axis (`rep` groups of `t`), so grouped-query attention needs no copies of K/V.
-        let mask = (padded || t > 1).then(|| {
-            let mut m = Vec::with_capacity(b * rep * t * total);
-            for &p in &cache.pad {
-                for _ in 0..rep {
-                    for i in 0..t {
-                        m.extend((0..total).map(|j| j < p || j > start + i));
-                    }
-                }
-            }
-            Tensor::<4, Bool>::from_data(TensorData::new(m, [b, 1, rep * t, total]), &self.device)
-                .expand([b, nkv, rep * t, total])
-        });
+        let mask = self.mask(cache, t);
         let scale = 1.0 / (hd as f32).sqrt();
         for (li, (layer, (kc, vc))) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
             let ad = lora.map(|a| (&a.lora.layers[li], a.scale));
@@ -137,7 +204,7 @@ impl Llama {
                     scale,
                 )
             });
-            let qkv = linear(&layer.wqkv, h);
+            let qkv = layer.wqkv.apply(h)?;
             let qkv = match delta {
                 Some(dq) => qkv + dq,
                 None => qkv,
@@ -176,7 +243,7 @@ impl Llama {
             let delta = ad.and_then(|(l, scale)| {
                 fused_delta(l, &[(Target::O, d)], &attn.clone().transpose(), scale)
             });
-            let o = linear(&layer.wo, attn);
+            let o = layer.wo.apply(attn)?;
             let o = match delta {
                 Some(dl) => o + dl,
                 None => o,
@@ -195,14 +262,14 @@ impl Llama {
                     scale,
                 )
             });
-            let gu = linear(&layer.w_gate_up, h);
+            let gu = layer.w_gate_up.apply(h)?;
             let gu = match delta {
                 Some(dl) => gu + dl,
                 None => gu,
             };
             let act = silu(gu.clone().narrow(0, 0, ffn)) * gu.narrow(0, ffn, ffn);
             let delta = ad.and_then(|(l, scale)| fused_delta(l, &[(Target::Down, d)], &act, scale));
-            let down = layer.w_down.clone().matmul(act);
+            let down = layer.w_down.apply_t(act)?;
             let down = match delta {
                 Some(dl) => down + dl,
                 None => down,
@@ -217,6 +284,67 @@ impl Llama {
         };
         let rows = x.dims()[0] * x.dims()[1];
         Ok(rms_norm(x, &self.norm, self.cfg.rms_eps).reshape([rows, d]))
+    }
+
+    /// Checks a forward's input against the model and the cache: `(batch, new tokens)`.
+    pub(super) fn check(&self, tokens: &[Vec<u32>], cache: &KvCache) -> Result<(usize, usize)> {
+        let b = tokens.len();
+        let t = tokens.first().map_or(0, Vec::len);
+        let bad = Error::Model;
+        if b == 0 || t == 0 || tokens.iter().any(|s| s.len() != t) {
+            return Err(bad(
+                "forward needs a non-empty batch of equal-length sequences".into(),
+            ));
+        }
+        if b != cache.batch() {
+            return Err(bad(format!(
+                "a batch of {b} sequences against a cache of {}",
+                cache.batch()
+            )));
+        }
+        if let Some(&id) = tokens
+            .iter()
+            .flatten()
+            .find(|&&id| id as usize >= self.cfg.vocab)
+        {
+            return Err(bad(format!(
+                "token id {id} is outside the vocabulary ({})",
+                self.cfg.vocab
+            )));
+        }
+        let longest = (0..b).map(|r| cache.row_len(r)).max().unwrap_or(0) + t;
+        if longest > self.cfg.max_seq {
+            return Err(bad(format!(
+                "sequence of {longest} tokens is longer than the model's {}",
+                self.cfg.max_seq
+            )));
+        }
+        Ok((b, t))
+    }
+
+    /// The attention mask of `t` new positions after what `cache` holds, `[rows, kv_heads,
+    /// rep·t, total]`, true where masked: query i of row r sees keys pad[r]..=start+i. The
+    /// query heads sharing a key head are stacked along the query axis (`rep` groups of `t`),
+    /// so grouped-query attention needs no copies of K/V. `None` when nothing is masked (one
+    /// new position, no padding).
+    pub(super) fn mask(&self, cache: &KvCache, t: usize) -> Option<Tensor<4, Bool>> {
+        let (b, start) = (cache.batch(), cache.len);
+        let total = start + t;
+        let nkv = self.cfg.n_kv_heads;
+        let rep = self.cfg.n_heads / nkv;
+        let padded = cache.pad.iter().any(|&p| p > 0);
+        (padded || t > 1).then(|| {
+            let mut m = Vec::with_capacity(b * rep * t * total);
+            for &p in &cache.pad {
+                for _ in 0..rep {
+                    for i in 0..t {
+                        m.extend((0..total).map(|j| j < p || j > start + i));
+                    }
+                }
+            }
+            Tensor::<4, Bool>::from_data(TensorData::new(m, [b, 1, rep * t, total]), &self.device)
+                .expand([b, nkv, rep * t, total])
+        })
     }
 
     /// Applies rotary embeddings to `[batch, heads, t, head_dim]` for positions given by the
@@ -249,14 +377,6 @@ impl Llama {
             }
         }
     }
-}
-
-/// A linear layer with the weight in the checkpoint's `[out, in]` layout, on `h` `[n, in]`,
-/// returning the output transposed, `[out, n]` = `W · hᵀ`. With the weight as the matmul's
-/// left side, the CPU kernels stream it without repacking: at batch 8 the 30 layers of
-/// SmolLM2 run in 47 ms this way against 91 ms as `h · W[in, out]` (weights out of cache).
-pub(super) fn linear(w: &Tensor<2>, h: Tensor<2>) -> Tensor<2> {
-    w.clone().matmul(h.transpose())
 }
 
 /// RMS norm; in F32 even for a half-precision model (squares of large activations overflow

@@ -47,12 +47,12 @@ impl Llama {
             }
             out
         };
-        let merged = |w: &Tensor<2>,
+        let merged = |w: &Weight,
                       l: Option<&crate::lora::LayerAdapters>,
                       parts: &[(Target, usize)]|
          -> Result<Vec<f32>> {
             let [_, cols] = w.dims();
-            let mut v = to_vec(w.clone().reshape([w.dims()[0] * cols]))?;
+            let mut v = w.to_host()?;
             if let (Some(l), Some(a)) = (l, lora) {
                 let mut row = 0;
                 for (t, n) in parts {
@@ -71,7 +71,7 @@ impl Llama {
         let mut put = |name: String, v: Vec<f32>, shape: Vec<usize>| tensors.push((name, v, shape));
         put(
             "model.embed_tokens.weight".into(),
-            to_vec(self.embed.clone().reshape([self.cfg.vocab * d]))?,
+            self.embed.to_host()?,
             vec![self.cfg.vocab, d],
         );
         put(
@@ -82,7 +82,7 @@ impl Llama {
         if !self.tied {
             put(
                 "lm_head.weight".into(),
-                to_vec(self.lm_head.clone().reshape([self.cfg.vocab * d]))?,
+                self.lm_head.to_host()?,
                 vec![self.cfg.vocab, d],
             );
         }

@@ -124,13 +124,16 @@ impl Llama {
         };
         // Linear weights stay `[out, in]` as checkpoints store them (see `linear`); fused
         // projections are their rows stacked.
-        let stacked = |parts: &[(&str, usize)], inp: usize| -> Result<Tensor<2>> {
+        let stacked = |parts: &[(&str, usize)], inp: usize| -> Result<Weight> {
             let mut w = Vec::new();
             for (name, out) in parts {
                 w.extend(load(name, &[*out, inp])?);
             }
             let rows = parts.iter().map(|p| p.1).sum::<usize>();
-            Ok(Tensor::from_data(TensorData::new(w, [rows, inp]), device))
+            Ok(Weight::Dense(Tensor::from_data(
+                TensorData::new(w, [rows, inp]),
+                device,
+            )))
         };
         let (d, hd) = (cfg.d_model, cfg.head_dim());
         let kv = cfg.n_kv_heads * hd;
@@ -163,16 +166,19 @@ impl Llama {
             });
         }
         let embed_v = load(n.embed, &[cfg.vocab, d])?;
-        let embed: Tensor<2> = Tensor::from_data(TensorData::new(embed_v, [cfg.vocab, d]), device);
+        let embed = Weight::Dense(Tensor::from_data(
+            TensorData::new(embed_v, [cfg.vocab, d]),
+            device,
+        ));
         // The head stays `[vocab, d]` (computed as `head · hᵀ`): with the vocabulary as the
         // matmul's long side, the CPU kernels run 2x faster than `h · headᵀ` at batch 1-8.
         // Tied embeddings share the embedding's storage.
         let tied = (src.load)(n.head)?.is_none();
         let lm_head = if !tied {
-            Tensor::from_data(
+            Weight::Dense(Tensor::from_data(
                 TensorData::new(load(n.head, &[cfg.vocab, d])?, [cfg.vocab, d]),
                 device,
-            )
+            ))
         } else {
             embed.clone()
         };
@@ -188,6 +194,7 @@ impl Llama {
             tied,
             cos,
             sin,
+            host: None,
         })
     }
 }

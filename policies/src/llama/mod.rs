@@ -9,6 +9,9 @@ use burn::tensor::DType;
 use burn::tensor::activation::{silu, softmax};
 
 use std::path::Path;
+use std::sync::Arc;
+
+use ponder_kernels::Q8Matrix;
 
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
@@ -18,6 +21,7 @@ mod blocks;
 mod cache;
 mod config;
 mod export;
+mod host;
 mod load;
 
 use blocks::*;
@@ -30,15 +34,17 @@ pub use config::{LlamaConfig, Rope};
 pub struct Llama {
     cfg: LlamaConfig,
     device: Device,
-    embed: Tensor<2>,
+    embed: Weight,
     layers: Vec<Layer>,
     norm: Tensor<1>,
     /// Output projection, `[vocab, d]` (the embedding itself when tied).
-    lm_head: Tensor<2>,
+    lm_head: Weight,
     /// Whether the output projection is the embedding.
     tied: bool,
     cos: Tensor<2>,
     sin: Tensor<2>,
+    /// Set by [`Llama::quantized`] when every matrix is int8: the host decoder's parameters.
+    host: Option<Arc<host::HostParts>>,
 }
 
 impl Llama {
@@ -52,45 +58,144 @@ impl Llama {
         &self.device
     }
 
-    /// The floating-point type the weights are stored and run in (F32 unless [`Llama::cast`]).
+    /// The floating-point type the model computes in (F32 unless [`Llama::cast`]).
     pub fn dtype(&self) -> DType {
-        self.embed.dtype()
+        self.norm.dtype()
     }
 
-    /// A copy with every weight and the rotary tables stored in `dtype` (F16 or BF16 for
-    /// mixed-precision training: activations then run in `dtype`, norms and the adapters'
-    /// updates in F32, see [`crate::lora`]). The copy shares nothing with `self`.
-    pub fn cast(&self, dtype: DType) -> Llama {
-        let c = |t: &Tensor<2>| t.clone().cast(dtype);
-        let c1 = |t: &Tensor<1>| t.clone().cast(dtype);
-        let embed = c(&self.embed);
-        Llama {
+    /// Whether the matrix weights are int8 blocks in host memory ([`Llama::quantized`]).
+    pub fn is_quantized(&self) -> bool {
+        matches!(self.lm_head, Weight::Q8(_))
+    }
+
+    /// Bytes the weights hold (matrices, norms and biases; the rotary tables excluded).
+    pub fn weight_bytes(&self) -> usize {
+        let el = self.dtype().size();
+        let w = |w: &Weight| match w {
+            Weight::Dense(t) => t.dims()[0] * t.dims()[1] * el,
+            Weight::Q8(m) => m.bytes(),
+        };
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                w(&l.wqkv)
+                    + w(&l.wo)
+                    + w(&l.w_gate_up)
+                    + w(&l.w_down)
+                    + (2 * self.cfg.d_model + l.bqkv.as_ref().map_or(0, |b| b.dims()[0])) * el
+            })
+            .sum();
+        w(&self.embed) + if self.tied { 0 } else { w(&self.lm_head) } + layers + self.cfg.d_model * el
+    }
+
+    /// This model with every matrix weight (embedding, projections, output head) stored as
+    /// `Q8_0` int8 blocks in host memory and multiplied by the int8 kernels of
+    /// `ponder-kernels` over all cores: 3.6x less memory for the weights, and decoding, which
+    /// reads every weight once per token, runs about that much faster. Norms, biases, the KV
+    /// cache and attention stay in f32 on the device. A weight whose rows are not whole
+    /// 32-value blocks stays dense.
+    ///
+    /// # Errors
+    /// A device other than a plain CPU one (`flex` or `ndarray`): the int8 kernels run on the
+    /// host and do not record autodiff graphs, so GPU and training devices keep dense weights.
+    pub fn quantized(&self) -> Result<Llama> {
+        // Device equality ignores autodiff: check it separately.
+        let host = !self.device.is_autodiff()
+            && (self.device == Device::flex() || {
+                #[allow(deprecated)] // the ndarray backend is selectable; see backend.rs
+                let nd = Device::ndarray();
+                self.device == nd
+            });
+        if !host || self.dtype() != DType::F32 {
+            return Err(Error::Model(format!(
+                "int8 weights need an f32 model on a CPU backend (flex or ndarray), not {:?} in {:?}",
+                self.device,
+                self.dtype()
+            )));
+        }
+        let embed = self.embed.quantize()?;
+        let mut q = Llama {
             cfg: self.cfg.clone(),
             device: self.device.clone(),
             lm_head: if self.tied {
                 embed.clone()
             } else {
-                c(&self.lm_head)
+                self.lm_head.quantize()?
             },
             embed,
             layers: self
                 .layers
                 .iter()
-                .map(|l| Layer {
-                    attn_norm: c1(&l.attn_norm),
-                    wqkv: c(&l.wqkv),
-                    bqkv: l.bqkv.as_ref().map(c1),
-                    wo: c(&l.wo),
-                    ffn_norm: c1(&l.ffn_norm),
-                    w_gate_up: c(&l.w_gate_up),
-                    w_down: c(&l.w_down),
+                .map(|l| {
+                    Ok(Layer {
+                        wqkv: l.wqkv.quantize()?,
+                        wo: l.wo.quantize()?,
+                        w_gate_up: l.w_gate_up.quantize()?,
+                        w_down: l.w_down.quantize()?,
+                        ..l.clone()
+                    })
                 })
-                .collect(),
+                .collect::<Result<_>>()?,
+            norm: self.norm.clone(),
+            tied: self.tied,
+            cos: self.cos.clone(),
+            sin: self.sin.clone(),
+            host: None,
+        };
+        let all = |l: &Layer| {
+            [&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down]
+                .iter()
+                .all(|w| matches!(w, Weight::Q8(_)))
+        };
+        if q.is_quantized() && matches!(q.embed, Weight::Q8(_)) && q.layers.iter().all(all) {
+            q.host = Some(Arc::new(host::HostParts::new(&q)?));
+        }
+        Ok(q)
+    }
+
+    /// A copy with every weight and the rotary tables stored in `dtype` (F16 or BF16 for
+    /// mixed-precision training: activations then run in `dtype`, norms and the adapters'
+    /// updates in F32, see [`crate::lora`]). The copy shares nothing with `self`; int8
+    /// weights come back dense.
+    ///
+    /// # Errors
+    /// Reading an int8 weight back failed (never for a loaded model).
+    pub fn cast(&self, dtype: DType) -> Result<Llama> {
+        let dev = &self.device;
+        let c = |w: &Weight| -> Result<Weight> { Ok(Weight::Dense(w.dense(dtype, dev)?)) };
+        let c1 = |t: &Tensor<1>| t.clone().cast(dtype);
+        let embed = c(&self.embed)?;
+        Ok(Llama {
+            cfg: self.cfg.clone(),
+            device: self.device.clone(),
+            lm_head: if self.tied {
+                embed.clone()
+            } else {
+                c(&self.lm_head)?
+            },
+            embed,
+            layers: self
+                .layers
+                .iter()
+                .map(|l| {
+                    Ok(Layer {
+                        attn_norm: c1(&l.attn_norm),
+                        wqkv: c(&l.wqkv)?,
+                        bqkv: l.bqkv.as_ref().map(c1),
+                        wo: c(&l.wo)?,
+                        ffn_norm: c1(&l.ffn_norm),
+                        w_gate_up: c(&l.w_gate_up)?,
+                        w_down: c(&l.w_down)?,
+                    })
+                })
+                .collect::<Result<_>>()?,
             norm: c1(&self.norm),
             tied: self.tied,
-            cos: c(&self.cos),
-            sin: c(&self.sin),
-        }
+            cos: self.cos.clone().cast(dtype),
+            sin: self.sin.clone().cast(dtype),
+            host: None,
+        })
     }
 
     /// An empty cache for `batch` sequences.
@@ -122,7 +227,7 @@ impl Llama {
         let t = tokens.first().map_or(0, Vec::len);
         let hidden = self.trunk(tokens, cache, false, None)?;
         Ok(self
-            .logits(hidden)
+            .logits(hidden)?
             .reshape([tokens.len(), t, self.cfg.vocab]))
     }
 
@@ -133,7 +238,7 @@ impl Llama {
     /// # Errors
     /// As [`Llama::forward`].
     pub fn forward_last(&self, tokens: &[Vec<u32>], cache: &mut KvCache) -> Result<Tensor<2>> {
-        Ok(self.logits(self.trunk(tokens, cache, true, None)?))
+        self.logits(self.trunk(tokens, cache, true, None)?)
     }
 
     /// As [`Llama::forward_last`], also returning each row's last hidden state (after the final
@@ -147,7 +252,7 @@ impl Llama {
         cache: &mut KvCache,
     ) -> Result<(Tensor<2>, Tensor<2>)> {
         let hidden = self.trunk(tokens, cache, true, None)?;
-        Ok((self.logits(hidden.clone()), hidden))
+        Ok((self.logits(hidden.clone())?, hidden))
     }
 
     /// The hidden states (after the final norm) of every new position, `[batch · t, d]`, with
@@ -166,8 +271,11 @@ impl Llama {
     }
 
     /// The output projection of hidden states `[rows, d]`: logits `[rows, vocab]`.
-    pub fn logits(&self, hidden: Tensor<2>) -> Tensor<2> {
-        linear(&self.lm_head, hidden).transpose()
+    ///
+    /// # Errors
+    /// Hidden states of the wrong width for int8 weights.
+    pub fn logits(&self, hidden: Tensor<2>) -> Result<Tensor<2>> {
+        Ok(self.lm_head.apply(hidden)?.transpose())
     }
 
     /// Greedy decoding: the `n` most likely next tokens after `prompt`, one at a time, stopping

@@ -25,7 +25,7 @@ fn logits(m: &Llama, tokens: &[u32], lora: Option<Adapters<'_>>) -> Vec<f32> {
     let h = m
         .hidden_all(&[tokens.to_vec()], &mut m.new_cache(1), lora)
         .unwrap();
-    m.logits(h).try_into_vec_as::<f32>().unwrap()
+    m.logits(h).unwrap().try_into_vec_as::<f32>().unwrap()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {

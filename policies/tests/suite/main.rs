@@ -7,6 +7,7 @@ mod dpo;
 mod gguf_blocks;
 mod hf_folder;
 mod lora;
+mod quantized;
 mod qwen;
 mod remote;
 mod smollm2;

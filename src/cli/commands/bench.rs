@@ -181,6 +181,7 @@ fn policy(a: BenchPolicyArgs) -> Result<()> {
     );
     let device = a.backend.device()?;
     let (m, tok) = ponder::policies::models::load(&path, &device)?;
+    let m = ponder::runtime::models::quantized(m, a.backend, a.weights)?;
     let prompt = tok.encode(&tok.chat().render(
         None,
         "If Tom has 3 apples and buys 5 more, how many apples does he have?",
@@ -219,6 +220,7 @@ fn policy(a: BenchPolicyArgs) -> Result<()> {
     cfg.policy.kind = PolicyKind::Llm;
     cfg.policy.model = Some(path);
     cfg.policy.backend = a.backend;
+    cfg.policy.weights = a.weights;
     cfg.policy.step.max_tokens = 6;
     cfg.search.budget.simulations = a.simulations;
     cfg.search.budget.max_depth = a.depth;

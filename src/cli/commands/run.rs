@@ -70,6 +70,9 @@ pub(crate) fn resolve_config(flags: &SearchFlags) -> Result<Config> {
     if let Some(v) = &flags.model {
         cfg.policy.model = Some(v.clone());
     }
+    if let Some(v) = flags.weights {
+        cfg.policy.weights = v;
+    }
     if let Some(v) = flags.backend {
         cfg.policy.backend = v;
     }

@@ -1,0 +1,26 @@
+use ponder_kernels::{Isa, Q8Matrix};
+use std::time::Instant;
+fn main() {
+    // One SmolLM2 token's linear layers: 30 x (960x576, 576x576, 3072x576, 576x1536) + head 49152x576.
+    let shapes = [(960usize, 576usize), (576, 576), (3072, 576), (576, 1536)];
+    let mats: Vec<Q8Matrix> = (0..30)
+        .flat_map(|_| shapes.iter())
+        .map(|&(r, c)| Q8Matrix::quantize(r, c, &vec![0.01f32; r * c]).unwrap())
+        .collect();
+    let head = Q8Matrix::quantize(49152, 576, &vec![0.01f32; 49152 * 576]).unwrap();
+    let bytes: usize = mats.iter().map(|m| m.bytes()).sum::<usize>() + head.bytes();
+    for n in [1usize, 8, 64] {
+        for isa in [Isa::Baseline, Isa::Avx2] {
+            let t = Instant::now();
+            let reps = 10;
+            for _ in 0..reps {
+                for m in &mats {
+                    std::hint::black_box(m.matmul_t_at(isa, &vec![1.0; n * m.cols()], n).unwrap());
+                }
+                std::hint::black_box(head.matmul_t_at(isa, &vec![1.0; n * 576], n).unwrap());
+            }
+            let s = t.elapsed().as_secs_f64() / reps as f64;
+            println!("n={n} {isa:?}: {:.2} ms per token-step, {:.1} GB/s, {:.0} steps/s x n = {:.0} tok/s", s * 1e3, bytes as f64 / s / 1e9, 1.0/s, n as f64 / s);
+        }
+    }
+}

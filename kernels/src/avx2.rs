@@ -1,0 +1,166 @@
+//! The AVX2 + FMA build of the kernels, with explicit 8-lane vectors (the compiler's own
+//! vectorisation of `kernel.rs` keeps the accumulators in memory, 3-4x slower).
+//!
+//! Every function here is `#[target_feature(enable = "avx2,fma")]`: `simd.rs` calls [`rows`]
+//! only after run-time detection. Inside, the arithmetic intrinsics are safe; the only
+//! `unsafe` blocks are the unaligned loads and stores, each on a slice just bounds-checked to
+//! hold the 8 values (or bytes) it touches.
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::*;
+
+use crate::q8::{BLOCK, Q8Matrix};
+
+/// 8 floats from the start of `x`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn load(x: &[f32]) -> __m256 {
+    let x = &x[..8];
+    // SAFETY: `x` holds 8 f32 (bounds-checked above); `loadu` has no alignment requirement.
+    unsafe { _mm256_loadu_ps(x.as_ptr()) }
+}
+
+/// 8 int8 from the start of `q`, widened to f32.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn widen(q: &[i8]) -> __m256 {
+    let q = &q[..8];
+    // SAFETY: `q` holds 8 bytes (bounds-checked above), exactly what `loadl_epi64` reads; it
+    // has no alignment requirement.
+    let v = unsafe { _mm_loadl_epi64(q.as_ptr().cast()) };
+    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))
+}
+
+/// Stores 8 floats at the start of `out`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn store(out: &mut [f32], v: __m256) {
+    let out = &mut out[..8];
+    // SAFETY: `out` holds 8 f32 (bounds-checked above) and is borrowed mutably; `storeu` has
+    // no alignment requirement.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+    _mm_cvtss_f32(s)
+}
+
+/// One int8 row (with its block scales) times one f32 row: the batch-1 kernel, reading each
+/// weight once straight from the quantised storage.
+#[target_feature(enable = "avx2,fma")]
+fn dot_q8(q: &[i8], s: &[f32], x: &[f32]) -> f32 {
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    for ((q, x), &d) in q.chunks_exact(BLOCK).zip(x.chunks_exact(BLOCK)).zip(s) {
+        // The block's sum before its scale: two chains of two products each.
+        let t0 = _mm256_mul_ps(widen(q), load(x));
+        let t1 = _mm256_mul_ps(widen(&q[8..]), load(&x[8..]));
+        let t0 = _mm256_fmadd_ps(widen(&q[16..]), load(&x[16..]), t0);
+        let t1 = _mm256_fmadd_ps(widen(&q[24..]), load(&x[24..]), t1);
+        let d = _mm256_set1_ps(d);
+        acc0 = _mm256_fmadd_ps(t0, d, acc0);
+        acc1 = _mm256_fmadd_ps(t1, d, acc1);
+    }
+    hsum(_mm256_add_ps(acc0, acc1))
+}
+
+/// Widens an int8 row into f32 (`out[i] = q[i] · s[i / BLOCK]`).
+#[target_feature(enable = "avx2,fma")]
+fn dequantize(q: &[i8], s: &[f32], out: &mut [f32]) {
+    for ((q, o), &d) in q
+        .chunks_exact(BLOCK)
+        .zip(out.chunks_exact_mut(BLOCK))
+        .zip(s)
+    {
+        let d = _mm256_set1_ps(d);
+        for k in (0..BLOCK).step_by(8) {
+            store(&mut o[k..], _mm256_mul_ps(widen(&q[k..]), d));
+        }
+    }
+}
+
+/// An `R x C` tile of dot products: `R` widened weight rows against `C` activation rows, all
+/// `cols` long. Each loaded weight vector serves `C` products and each activation vector `R`,
+/// with the `R·C` accumulators in registers (2 x 4 uses 11 of the 16).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn tile<const R: usize, const C: usize>(w: [&[f32]; R], x: [&[f32]; C], cols: usize) -> [[f32; C]; R] {
+    let mut acc = [[_mm256_setzero_ps(); C]; R];
+    let mut k = 0;
+    while k < cols {
+        let mut wv = [_mm256_setzero_ps(); R];
+        for r in 0..R {
+            wv[r] = load(&w[r][k..]);
+        }
+        for c in 0..C {
+            let xv = load(&x[c][k..]);
+            for r in 0..R {
+                acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
+            }
+        }
+        k += 8;
+    }
+    let mut out = [[0f32; C]; R];
+    for r in 0..R {
+        for c in 0..C {
+            out[r][c] = hsum(acc[r][c]);
+        }
+    }
+    out
+}
+
+/// Output rows `r0..r0 + out.len() / n` of `W · xᵀ`, `out` `[rows, n]`.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn rows(m: &Q8Matrix, r0: usize, x: &[f32], n: usize, out: &mut [f32]) {
+    if n == 1 {
+        for (i, o) in out.iter_mut().enumerate() {
+            let (q, s) = m.row(r0 + i);
+            *o = dot_q8(q, s, x);
+        }
+        return;
+    }
+    let cols = m.cols();
+    let xr = |j: usize| &x[j * cols..(j + 1) * cols];
+    let count = out.len() / n;
+    // Two rows at a time, widened once into L1-resident scratch and reused for all `n`.
+    let mut w = vec![0f32; 2 * cols];
+    let mut i = 0;
+    while i < count {
+        let pair = (count - i).min(2);
+        for p in 0..pair {
+            let (q, s) = m.row(r0 + i + p);
+            dequantize(q, s, &mut w[p * cols..(p + 1) * cols]);
+        }
+        let (w0, w1) = w.split_at(cols);
+        let mut j = 0;
+        while j < n {
+            let wide = n - j >= 4;
+            match (pair, wide) {
+                (2, true) => {
+                    let t = tile::<2, 4>([w0, w1], [xr(j), xr(j + 1), xr(j + 2), xr(j + 3)], cols);
+                    for c in 0..4 {
+                        out[i * n + j + c] = t[0][c];
+                        out[(i + 1) * n + j + c] = t[1][c];
+                    }
+                }
+                (2, false) => {
+                    let t = tile::<2, 1>([w0, w1], [xr(j)], cols);
+                    out[i * n + j] = t[0][0];
+                    out[(i + 1) * n + j] = t[1][0];
+                }
+                (_, true) => {
+                    let t = tile::<1, 4>([w0], [xr(j), xr(j + 1), xr(j + 2), xr(j + 3)], cols);
+                    out[i * n + j..i * n + j + 4].copy_from_slice(&t[0]);
+                }
+                (_, false) => out[i * n + j] = tile::<1, 1>([w0], [xr(j)], cols)[0][0],
+            }
+            j += if wide { 4 } else { 1 };
+        }
+        i += pair;
+    }
+}

@@ -1,0 +1,118 @@
+//! int8 weights (`Llama::quantized`): the host decoder computes what the tensor decoder computes
+//! on the same int8 weights (dequantised into a dense copy with `cast(F32)`), for prefill,
+//! decoding, padded batches of different lengths and the hidden states; the int8 model stays
+//! close to the f32 one; and it refuses devices it cannot run on.
+
+use std::path::Path;
+
+use burn::prelude::*;
+use burn::tensor::DType;
+use ponder_policies::gguf::Gguf;
+use ponder_policies::llama::{KvCache, Llama};
+use ponder_testkit::tiny_llama::tiny_llama_gguf;
+
+fn dense() -> Llama {
+    let g = Gguf::parse(Path::new("tiny.gguf"), tiny_llama_gguf(5)).unwrap();
+    Llama::from_gguf(&g, &Device::flex()).unwrap()
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.try_into_vec_as::<f32>().unwrap()
+}
+
+fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(worst <= tol, "{what}: largest difference {worst} > {tol}");
+}
+
+/// The same steps on two models: a 5-token prefill, then 4 single tokens; logits compared.
+fn run_both(a: &Llama, b: &Llama, tol: f32) {
+    let (mut ca, mut cb) = (a.new_cache(1), b.new_cache(1));
+    let prompt = vec![vec![1u32, 40, 77, 200, 3]];
+    let la = values(a.forward(&prompt, &mut ca).unwrap());
+    let lb = values(b.forward(&prompt, &mut cb).unwrap());
+    assert_close(&la, &lb, tol, "prefill logits");
+    for tok in [9u32, 100, 258, 0] {
+        let la = values(a.forward_last(&[vec![tok]], &mut ca).unwrap());
+        let lb = values(b.forward_last(&[vec![tok]], &mut cb).unwrap());
+        assert_close(&la, &lb, tol, "decode logits");
+    }
+    assert_eq!(ca.len(), cb.len());
+}
+
+#[test]
+fn host_decoder_matches_the_tensor_decoder_on_the_same_weights() {
+    let q = dense().quantized().unwrap();
+    assert!(q.is_quantized());
+    // The same int8 weights, dequantised into tensors: the tensor decoder's path.
+    let same = q.cast(DType::F32).unwrap();
+    assert!(!same.is_quantized());
+    run_both(&q, &same, 1e-4);
+}
+
+#[test]
+fn int8_model_stays_close_to_the_f32_model() {
+    let f = dense();
+    let q = f.quantized().unwrap();
+    // Memory: one byte per weight plus a scale per 32, against four.
+    let ratio = f.weight_bytes() as f64 / q.weight_bytes() as f64;
+    assert!(ratio > 3.0, "f32 {} bytes, int8 {}", f.weight_bytes(), q.weight_bytes());
+    let prompt = vec![vec![1u32, 40, 77, 200, 3, 9, 100]];
+    let lf = values(f.forward_last(&prompt, &mut f.new_cache(1)).unwrap());
+    let lq = values(q.forward_last(&prompt, &mut q.new_cache(1)).unwrap());
+    let norm = lf.iter().map(|v| v * v).sum::<f32>().sqrt();
+    let err = lf
+        .iter()
+        .zip(&lq)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f32>()
+        .sqrt();
+    assert!(err / norm < 0.02, "relative logit error {}", err / norm);
+}
+
+#[test]
+fn padded_batches_and_hidden_states_match() {
+    let q = dense().quantized().unwrap();
+    let same = q.cast(DType::F32).unwrap();
+    // Two sequences of different lengths joined into one left-padded batch, then decoded.
+    let join = |m: &Llama| -> (KvCache, Vec<f32>) {
+        let mut c1 = m.new_cache(1);
+        m.forward_last(&[vec![5, 6, 7, 8, 9, 10]], &mut c1).unwrap();
+        let mut c2 = m.new_cache(1);
+        m.forward_last(&[vec![20, 21]], &mut c2).unwrap();
+        let mut c = KvCache::join(&[(&c1, 2), (&c2, 1)]);
+        let (l, h) = m
+            .forward_last_hidden(&[vec![11, 12], vec![13, 14], vec![22, 23]], &mut c)
+            .unwrap();
+        let mut v = values(l);
+        v.extend(values(h));
+        let l = m
+            .forward_last(&[vec![1], vec![2], vec![3]], &mut c)
+            .unwrap();
+        v.extend(values(l));
+        (c, v)
+    };
+    let (cq, vq) = join(&q);
+    let (cs, vs) = join(&same);
+    assert_eq!(cq.len(), cs.len());
+    assert_close(&vq, &vs, 1e-4, "padded batch");
+    // Every position's hidden state (what training reads) agrees too.
+    let hq = values(q.hidden_all(&[vec![3, 4, 5]], &mut q.new_cache(1), None).unwrap());
+    let hs = values(same.hidden_all(&[vec![3, 4, 5]], &mut same.new_cache(1), None).unwrap());
+    assert_close(&hq, &hs, 1e-4, "hidden states");
+}
+
+#[test]
+fn int8_needs_a_plain_cpu_device() {
+    let g = Gguf::parse(Path::new("tiny.gguf"), tiny_llama_gguf(5)).unwrap();
+    let m = Llama::from_gguf(&g, &Device::flex().autodiff()).unwrap();
+    let e = m.quantized().unwrap_err().to_string();
+    assert!(e.contains("CPU backend"), "{e}");
+    let half = dense().cast(DType::F16).unwrap();
+    assert!(half.quantized().is_err());
+}
