@@ -11,6 +11,9 @@ use std::arch::x86_64::*;
 
 use crate::q8::{BLOCK, Q8Matrix};
 
+/// Activation rows per pass over the weights (64 rows of 1536 f32 = 384 KB).
+const ACT_BLOCK: usize = 64;
+
 /// 8 floats from the start of `x`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -127,40 +130,50 @@ pub(crate) fn rows(m: &Q8Matrix, r0: usize, x: &[f32], n: usize, out: &mut [f32]
     let cols = m.cols();
     let xr = |j: usize| &x[j * cols..(j + 1) * cols];
     let count = out.len() / n;
-    // Two rows at a time, widened once into L1-resident scratch and reused for all `n`.
+    // Two rows at a time, widened once into L1-resident scratch and reused for a block of
+    // activation rows; blocks of `ACT_BLOCK` rows keep the activations in L2 (a prefill of
+    // hundreds of positions would otherwise stream them from memory for every weight row).
     let mut w = vec![0f32; 2 * cols];
-    let mut i = 0;
-    while i < count {
-        let pair = (count - i).min(2);
-        for p in 0..pair {
-            let (q, s) = m.row(r0 + i + p);
-            dequantize(q, s, &mut w[p * cols..(p + 1) * cols]);
-        }
-        let (w0, w1) = w.split_at(cols);
-        let mut j = 0;
-        while j < n {
-            let wide = n - j >= 4;
-            match (pair, wide) {
-                (2, true) => {
-                    let t = tile::<2, 4>([w0, w1], [xr(j), xr(j + 1), xr(j + 2), xr(j + 3)], cols);
-                    for c in 0..4 {
-                        out[i * n + j + c] = t[0][c];
-                        out[(i + 1) * n + j + c] = t[1][c];
-                    }
-                }
-                (2, false) => {
-                    let t = tile::<2, 1>([w0, w1], [xr(j)], cols);
-                    out[i * n + j] = t[0][0];
-                    out[(i + 1) * n + j] = t[1][0];
-                }
-                (_, true) => {
-                    let t = tile::<1, 4>([w0], [xr(j), xr(j + 1), xr(j + 2), xr(j + 3)], cols);
-                    out[i * n + j..i * n + j + 4].copy_from_slice(&t[0]);
-                }
-                (_, false) => out[i * n + j] = tile::<1, 1>([w0], [xr(j)], cols)[0][0],
+    for jb in (0..n).step_by(ACT_BLOCK) {
+        let je = (jb + ACT_BLOCK).min(n);
+        let mut i = 0;
+        while i < count {
+            let pair = (count - i).min(2);
+            for p in 0..pair {
+                let (q, s) = m.row(r0 + i + p);
+                dequantize(q, s, &mut w[p * cols..(p + 1) * cols]);
             }
-            j += if wide { 4 } else { 1 };
+            let (w0, w1) = w.split_at(cols);
+            let mut j = jb;
+            while j < je {
+                let wide = je - j >= 4;
+                match (pair, wide) {
+                    (2, true) => {
+                        let t = tile::<2, 4>(
+                            [w0, w1],
+                            [xr(j), xr(j + 1), xr(j + 2), xr(j + 3)],
+                            cols,
+                        );
+                        for c in 0..4 {
+                            out[i * n + j + c] = t[0][c];
+                            out[(i + 1) * n + j + c] = t[1][c];
+                        }
+                    }
+                    (2, false) => {
+                        let t = tile::<2, 1>([w0, w1], [xr(j)], cols);
+                        out[i * n + j] = t[0][0];
+                        out[(i + 1) * n + j] = t[1][0];
+                    }
+                    (_, true) => {
+                        let t =
+                            tile::<1, 4>([w0], [xr(j), xr(j + 1), xr(j + 2), xr(j + 3)], cols);
+                        out[i * n + j..i * n + j + 4].copy_from_slice(&t[0]);
+                    }
+                    (_, false) => out[i * n + j] = tile::<1, 1>([w0], [xr(j)], cols)[0][0],
+                }
+                j += if wide { 4 } else { 1 };
+            }
+            i += pair;
         }
-        i += pair;
     }
 }

@@ -8,6 +8,8 @@
 //! order and a progress callback), and the crash-safe [`journal`] training data is written
 //! through.
 
+#[cfg(feature = "local")]
+pub mod bench;
 pub mod config;
 pub mod dataset;
 mod error;

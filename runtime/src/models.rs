@@ -179,7 +179,7 @@ impl BackendKind {
 /// # Errors
 /// A model that cannot be found or read, or a backend that cannot start.
 pub fn load_local_policy(policy: &PolicyConfig) -> Result<LlamaPolicy> {
-    use ponder_policies::{models, step_policy};
+    use ponder_policies::models;
     let path = policy
         .model
         .as_deref()
@@ -194,7 +194,19 @@ pub fn load_local_policy(policy: &PolicyConfig) -> Result<LlamaPolicy> {
         weight_mib = model.weight_bytes() >> 20,
         "model loaded"
     );
-    Ok(LlamaPolicy::new(
+    Ok(policy_from(model, tokenizer, policy))
+}
+
+/// The step policy of `[policy]` over a model already loaded (the sampling, step rule, chat
+/// and cache settings; the model and weight format as given).
+#[cfg(feature = "local")]
+pub fn policy_from(
+    model: ponder_policies::llama::Llama,
+    tokenizer: ponder_policies::tokenizer::Tokenizer,
+    policy: &PolicyConfig,
+) -> LlamaPolicy {
+    use ponder_policies::step_policy;
+    LlamaPolicy::new(
         model,
         tokenizer,
         step_rule(policy),
@@ -206,7 +218,7 @@ pub fn load_local_policy(policy: &PolicyConfig) -> Result<LlamaPolicy> {
         policy.chat,
         policy.cache_entries,
     )
-    .with_cache_bytes(policy.cache_mib.saturating_mul(1 << 20)))
+    .with_cache_bytes(policy.cache_mib.saturating_mul(1 << 20))
 }
 
 /// The model with the weight format asked for: int8 on a CPU backend when `weights` is `q8`,

@@ -706,9 +706,17 @@ pub(crate) struct BenchPolicyArgs {
     /// Tokens decoded per stream.
     #[arg(long, default_value_t = 32)]
     pub(crate) tokens: usize,
-    /// Streams decoded together in the batched run.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..=256))]
-    pub(crate) batch: u32,
+    /// Batch sizes of the batched runs (after the single-stream run), e.g. `8,64`.
+    #[arg(long, value_delimiter = ',', default_value = "8", value_parser = clap::value_parser!(u32).range(2..=256))]
+    pub(crate) batch: Vec<u32>,
+    /// Benchmark a model of this exact shape with random weights built in memory
+    /// (smollm2-135m, qwen2.5-0.5b, llama-1b) instead of a model file: for machines without
+    /// the weights. Its tokenizer is byte-level, so the prompt is longer than the real one's.
+    #[arg(long, value_name = "ARCH", value_parser = clap::builder::PossibleValuesParser::new(ponder::testkit::tiny_llama::Shape::NAMES), conflicts_with = "model")]
+    pub(crate) random: Option<String>,
+    /// With `--random`: also write the model as a GGUF file, for `search`, `dpo` and the rest.
+    #[arg(long, value_name = "FILE", requires = "random")]
+    pub(crate) save: Option<PathBuf>,
     /// Simulations of the KV-reuse search.
     #[arg(long, default_value_t = 12)]
     pub(crate) simulations: u32,

@@ -1,6 +1,6 @@
 //! `ponder bench`: engine measurements.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use ponder::testkit::bench;
 
 use crate::cli::args::{
@@ -168,57 +168,58 @@ fn conformance(a: &BenchRemoteArgs, url: &str) -> Result<()> {
 /// Decoding speed at batch 1 and batch N (greedy, after a chat prompt), then the KV reuse of a
 /// search of depth >= 5.
 fn policy(a: BenchPolicyArgs) -> Result<()> {
-    use ponder::policies::models;
-    use std::time::Instant;
-    let path = a
-        .model
-        .as_deref()
-        .map_or_else(models::default_model_path, models::resolve);
-    anyhow::ensure!(
-        path.exists(),
-        "model {} not found: run scripts/setup.sh or pass --model",
-        path.display()
-    );
+    use ponder::policies::{gguf::Gguf, llama::Llama, models, tokenizer::Tokenizer};
+    use ponder::testkit::tiny_llama::{Shape, random_gguf};
     let device = a.backend.device()?;
-    let (m, tok) = ponder::policies::models::load(&path, &device)?;
+    let (m, tok, label) = match &a.random {
+        Some(name) => {
+            let shape = Shape::named(name)
+                .ok_or_else(|| anyhow::anyhow!("unknown architecture {name}"))?;
+            let bytes = random_gguf(&shape, 7);
+            if let Some(p) = &a.save {
+                std::fs::write(p, &bytes)
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            let g = Gguf::parse(std::path::Path::new(name), bytes)?;
+            let m = Llama::from_gguf(&g, &device)?;
+            (m, Tokenizer::from_gguf(&g)?, format!("random:{name}"))
+        }
+        None => {
+            let path = a
+                .model
+                .as_deref()
+                .map_or_else(models::default_model_path, models::resolve);
+            let (m, t) = models::load(&path, &device)?;
+            (m, t, path.display().to_string())
+        }
+    };
     let m = ponder::runtime::models::quantized(m, a.backend, a.weights)?;
+    println!(
+        "model={label} backend={:?} int8={} weight_mib={} threads={} kernels={}",
+        a.backend,
+        m.is_quantized(),
+        m.weight_bytes() >> 20,
+        std::thread::available_parallelism().map_or(1, usize::from),
+        ponder::kernels::Isa::best().name(),
+    );
     let prompt = tok.encode(&tok.chat().render(
         None,
         "If Tom has 3 apples and buys 5 more, how many apples does he have?",
     ))?;
-    for batch in [1usize, a.batch as usize] {
-        let rows = vec![prompt.clone(); batch];
-        let mut cache = m.new_cache(batch);
-        let mut last = m.forward_last(&rows, &mut cache)?;
-        let v = m.config().vocab;
-        let start = Instant::now();
-        for _ in 0..a.tokens {
-            let logits = last
-                .try_into_vec_as::<f32>()
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            let next: Vec<Vec<u32>> = logits
-                .chunks(v)
-                .map(|row| {
-                    let i = row
-                        .iter()
-                        .enumerate()
-                        .max_by(|x, y| x.1.total_cmp(y.1))
-                        .map_or(0, |(i, _)| i);
-                    vec![i as u32]
-                })
-                .collect();
-            last = m.forward_last(&next, &mut cache)?;
-        }
-        let secs = start.elapsed().as_secs_f64();
+    let mut batches = vec![1usize];
+    batches.extend(a.batch.iter().map(|&b| b as usize));
+    for batch in batches {
+        let r = ponder::runtime::bench::decode(&m, &prompt, a.tokens, batch)?;
         println!(
-            "tokens_per_sec={:.1} batch={batch}",
-            (batch * a.tokens) as f64 / secs
+            "tokens_per_sec={:.1} batch={batch} prefill_ms={:.1} prompt_tokens={}",
+            r.tokens_per_sec,
+            r.prefill_secs * 1e3,
+            prompt.len()
         );
     }
     // KV reuse on a search: the LLM policy expands a tree to depth >= 5.
     let mut cfg = Config::default();
     cfg.policy.kind = PolicyKind::Llm;
-    cfg.policy.model = Some(path);
     cfg.policy.backend = a.backend;
     cfg.policy.weights = a.weights;
     cfg.policy.step.max_tokens = 6;
@@ -228,7 +229,7 @@ fn policy(a: BenchPolicyArgs) -> Result<()> {
     cfg.search.expansion.widening.c_min = 2;
     cfg.search.expansion.descend_to_terminal = true;
     cfg.validate()?;
-    let policy = std::sync::Arc::new(ponder::runtime::models::load_local_policy(&cfg.policy)?);
+    let policy = std::sync::Arc::new(ponder::runtime::models::policy_from(m, tok, &cfg.policy));
     let models = ponder::engine::Models {
         policy: policy.clone(),
         rollout: None,
