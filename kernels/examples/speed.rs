@@ -9,8 +9,9 @@ fn main() {
         .collect();
     let head = Q8Matrix::quantize(49152, 576, &vec![0.01f32; 49152 * 576]).unwrap();
     let bytes: usize = mats.iter().map(|m| m.bytes()).sum::<usize>() + head.bytes();
-    for n in [1usize, 8, 64] {
-        for isa in [Isa::Baseline, Isa::Avx2] {
+    let ns: Vec<usize> = std::env::var("N").map_or(vec![1, 8, 64], |v| v.split(',').map(|x| x.parse().unwrap()).collect());
+    for &n in &ns {
+        for isa in [Isa::Avx2] {
             let t = Instant::now();
             let reps = 10;
             for _ in 0..reps {
