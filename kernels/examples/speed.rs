@@ -1,13 +1,23 @@
-use ponder_kernels::{Isa, Q8Matrix};
+use ponder_kernels::{Format, Isa, QMatrix};
+fn fmt() -> Format { if std::env::var_os("Q4").is_some() { Format::Q4 } else { Format::Q8 } }
 use std::time::Instant;
 fn main() {
+    if std::env::var_os("HEAD").is_some() {
+        let head = QMatrix::quantize(49152, 576, &vec![0.01f32; 49152 * 576], fmt()).unwrap();
+        let x = vec![1.0f32; 576];
+        let t = Instant::now();
+        for _ in 0..50 { std::hint::black_box(head.matmul_t_at(Isa::Avx2, &x, 1).unwrap()); }
+        let s = t.elapsed().as_secs_f64() / 50.0;
+        println!("head only: {:.2} ms, {:.1} GB/s", s * 1e3, head.bytes() as f64 / s / 1e9);
+        return;
+    }
     // One SmolLM2 token's linear layers: 30 x (960x576, 576x576, 3072x576, 576x1536) + head 49152x576.
     let shapes = [(960usize, 576usize), (576, 576), (3072, 576), (576, 1536)];
-    let mats: Vec<Q8Matrix> = (0..30)
+    let mats: Vec<QMatrix> = (0..30)
         .flat_map(|_| shapes.iter())
-        .map(|&(r, c)| Q8Matrix::quantize(r, c, &vec![0.01f32; r * c]).unwrap())
+        .map(|&(r, c)| QMatrix::quantize(r, c, &vec![0.01f32; r * c], fmt()).unwrap())
         .collect();
-    let head = Q8Matrix::quantize(49152, 576, &vec![0.01f32; 49152 * 576]).unwrap();
+    let head = QMatrix::quantize(49152, 576, &vec![0.01f32; 49152 * 576], fmt()).unwrap();
     let bytes: usize = mats.iter().map(|m| m.bytes()).sum::<usize>() + head.bytes();
     let ns: Vec<usize> = std::env::var("N").map_or(vec![1, 8, 64], |v| v.split(',').map(|x| x.parse().unwrap()).collect());
     for &n in &ns {

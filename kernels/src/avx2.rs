@@ -9,7 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::q8::{BLOCK, Q8Matrix};
+use crate::matrix::{BLOCK, QMatrix, Row};
 
 /// Activation rows per pass over the weights (64 rows of 1536 f32 = 384 KB).
 const ACT_BLOCK: usize = 64;
@@ -32,6 +32,14 @@ fn widen(q: &[i8]) -> __m256 {
     // has no alignment requirement.
     let v = unsafe { _mm_loadl_epi64(q.as_ptr().cast()) };
     _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))
+}
+
+/// The low 8 bytes of `b` (unsigned) as f32. (A function, not a closure: closures do not
+/// inherit `target_feature`.)
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn widen_u8(b: __m128i) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b))
 }
 
 /// Stores 8 floats at the start of `out`.
@@ -72,19 +80,81 @@ fn dot_q8(q: &[i8], s: &[f32], x: &[f32]) -> f32 {
     hsum(_mm256_add_ps(acc0, acc1))
 }
 
-/// Widens an int8 row into f32 (`out[i] = q[i] · s[i / BLOCK]`).
+/// The 16 bytes at the start of `q` split into their low and high nibbles.
+#[inline]
 #[target_feature(enable = "avx2,fma")]
-fn dequantize(q: &[i8], s: &[f32], out: &mut [f32]) {
-    for ((q, o), &d) in q
+fn nibbles16(q: &[u8]) -> (__m128i, __m128i) {
+    let q = &q[..16];
+    // SAFETY: `q` holds 16 bytes (bounds-checked above), what `loadu_si128` reads; no
+    // alignment requirement.
+    let v = unsafe { _mm_loadu_si128(q.as_ptr().cast()) };
+    let mask = _mm_set1_epi8(0x0F);
+    (
+        _mm_and_si128(v, mask),
+        _mm_and_si128(_mm_srli_epi16::<4>(v), mask),
+    )
+}
+
+/// Widens a row's blocks into f32.
+#[target_feature(enable = "avx2,fma")]
+fn dequantize(row: Row<'_>, out: &mut [f32]) {
+    let (quants, scales) = match row {
+        Row::Q8 { quants, scales } => (quants, scales),
+        Row::Q4 {
+            nibbles,
+            scales,
+            mins,
+        } => {
+            for (((q, o), &d), &m) in nibbles
+                .chunks_exact(BLOCK / 2)
+                .zip(out.chunks_exact_mut(BLOCK))
+                .zip(scales)
+                .zip(mins)
+            {
+                let (lo, hi) = nibbles16(q);
+                let (d, m) = (_mm256_set1_ps(d), _mm256_set1_ps(m));
+                let parts = [lo, _mm_srli_si128::<8>(lo), hi, _mm_srli_si128::<8>(hi)];
+                for (k, p) in parts.into_iter().enumerate() {
+                    store(&mut o[8 * k..], _mm256_fmadd_ps(widen_u8(p), d, m));
+                }
+            }
+            return;
+        }
+    };
+    for ((q, o), &d) in quants
         .chunks_exact(BLOCK)
         .zip(out.chunks_exact_mut(BLOCK))
-        .zip(s)
+        .zip(scales)
     {
         let d = _mm256_set1_ps(d);
         for k in (0..BLOCK).step_by(8) {
             store(&mut o[k..], _mm256_mul_ps(widen(&q[k..]), d));
         }
     }
+}
+
+/// One 4-bit row (`w = m + q · d` per block) times one f32 row whose block sums are `sums`:
+/// `Σ_b d_b · (q_b · x_b) + Σ_b m_b · sums_b`.
+#[target_feature(enable = "avx2,fma")]
+fn dot_q4(nibbles: &[u8], scales: &[f32], mins: &[f32], x: &[f32], sums: &[f32]) -> f32 {
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    for ((q, x), &d) in nibbles
+        .chunks_exact(BLOCK / 2)
+        .zip(x.chunks_exact(BLOCK))
+        .zip(scales)
+    {
+        let (lo, hi) = nibbles16(q);
+        let t0 = _mm256_mul_ps(widen_u8(lo), load(x));
+        let t1 = _mm256_mul_ps(widen_u8(_mm_srli_si128::<8>(lo)), load(&x[8..]));
+        let t0 = _mm256_fmadd_ps(widen_u8(hi), load(&x[16..]), t0);
+        let t1 = _mm256_fmadd_ps(widen_u8(_mm_srli_si128::<8>(hi)), load(&x[24..]), t1);
+        let d = _mm256_set1_ps(d);
+        acc0 = _mm256_fmadd_ps(t0, d, acc0);
+        acc1 = _mm256_fmadd_ps(t1, d, acc1);
+    }
+    let offsets: f32 = mins.iter().zip(sums).map(|(m, s)| m * s).sum();
+    hsum(_mm256_add_ps(acc0, acc1)) + offsets
 }
 
 /// An `R x C` tile of dot products: `R` widened weight rows against `C` activation rows, all
@@ -119,11 +189,17 @@ fn tile<const R: usize, const C: usize>(w: [&[f32]; R], x: [&[f32]; C], cols: us
 
 /// Output rows `r0..r0 + out.len() / n` of `W · xᵀ`, `out` `[rows, n]`.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) fn rows(m: &Q8Matrix, r0: usize, x: &[f32], n: usize, out: &mut [f32]) {
+pub(crate) fn rows(m: &QMatrix, r0: usize, x: &[f32], sums: &[f32], n: usize, out: &mut [f32]) {
     if n == 1 {
         for (i, o) in out.iter_mut().enumerate() {
-            let (q, s) = m.row(r0 + i);
-            *o = dot_q8(q, s, x);
+            *o = match m.row(r0 + i) {
+                Row::Q8 { quants, scales } => dot_q8(quants, scales, x),
+                Row::Q4 {
+                    nibbles,
+                    scales,
+                    mins,
+                } => dot_q4(nibbles, scales, mins, x, sums),
+            };
         }
         return;
     }
@@ -140,8 +216,7 @@ pub(crate) fn rows(m: &Q8Matrix, r0: usize, x: &[f32], n: usize, out: &mut [f32]
         while i < count {
             let pair = (count - i).min(2);
             for p in 0..pair {
-                let (q, s) = m.row(r0 + i + p);
-                dequantize(q, s, &mut w[p * cols..(p + 1) * cols]);
+                dequantize(m.row(r0 + i + p), &mut w[p * cols..(p + 1) * cols]);
             }
             let (w0, w1) = w.split_at(cols);
             let mut j = jb;

@@ -3,7 +3,7 @@
 //! inside `#[target_feature]` functions; `FMA` says whether `mul_add` is a single instruction
 //! there (otherwise it would be a libm call).
 
-use crate::q8::{BLOCK, Q8Matrix};
+use crate::matrix::{BLOCK, QMatrix, Row};
 
 /// Two blocks at a time: two independent accumulator sets hide the add latency.
 const PAIR: usize = 2 * BLOCK;
@@ -30,20 +30,26 @@ fn hsum(a: [f32; BLOCK]) -> f32 {
 
 /// Output rows `r0..r0 + out.len() / n` of `W · xᵀ`, `out` `[rows, n]`.
 #[inline(always)]
-pub(crate) fn rows<const FMA: bool>(m: &Q8Matrix, r0: usize, x: &[f32], n: usize, out: &mut [f32]) {
+pub(crate) fn rows<const FMA: bool>(m: &QMatrix, r0: usize, x: &[f32], n: usize, out: &mut [f32]) {
+    let cols = m.cols();
     if n == 1 {
+        let mut w = Vec::new();
         for (i, o) in out.iter_mut().enumerate() {
-            let (q, s) = m.row(r0 + i);
-            *o = dot_q8::<FMA>(q, s, x);
+            *o = match m.row(r0 + i) {
+                Row::Q8 { quants, scales } => dot_q8::<FMA>(quants, scales, x),
+                row => {
+                    w.resize(cols, 0.0);
+                    dequantize(row, &mut w);
+                    dot::<FMA>(&w, x)
+                }
+            };
         }
         return;
     }
     // Batches: widen the row once, reuse it for every activation row (it stays in L1).
-    let cols = m.cols();
     let mut w = vec![0f32; cols];
     for (i, o) in out.chunks_exact_mut(n).enumerate() {
-        let (q, s) = m.row(r0 + i);
-        dequantize(q, s, &mut w);
+        dequantize(m.row(r0 + i), &mut w);
         for (o, xr) in o.iter_mut().zip(x.chunks_exact(cols)) {
             *o = dot::<FMA>(&w, xr);
         }
@@ -108,15 +114,33 @@ fn dot<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     hsum(a0)
 }
 
-/// Widens int8 blocks to f32 (`out[i] = q[i] · s[i / BLOCK]`).
+/// Widens a row's blocks to f32.
 #[inline(always)]
-pub(crate) fn dequantize(q: &[i8], s: &[f32], out: &mut [f32]) {
-    let (qb, _) = q.as_chunks::<BLOCK>();
+pub(crate) fn dequantize(row: Row<'_>, out: &mut [f32]) {
     let (ob, _) = out.as_chunks_mut::<BLOCK>();
-    assert_eq!(qb.len(), ob.len(), "a row of {} values", q.len());
-    for ((q, o), &d) in qb.iter().zip(ob).zip(s) {
-        for l in 0..BLOCK {
-            o[l] = f32::from(q[l]) * d;
+    match row {
+        Row::Q8 { quants, scales } => {
+            let (qb, _) = quants.as_chunks::<BLOCK>();
+            assert_eq!(qb.len(), ob.len(), "a row of {} values", quants.len());
+            for ((q, o), &d) in qb.iter().zip(ob).zip(scales) {
+                for l in 0..BLOCK {
+                    o[l] = f32::from(q[l]) * d;
+                }
+            }
+        }
+        Row::Q4 {
+            nibbles,
+            scales,
+            mins,
+        } => {
+            let (qb, _) = nibbles.as_chunks::<{ BLOCK / 2 }>();
+            assert_eq!(qb.len(), ob.len(), "a row of {} values", 2 * nibbles.len());
+            for (((q, o), &d), &m) in qb.iter().zip(ob).zip(scales).zip(mins) {
+                for l in 0..BLOCK / 2 {
+                    o[l] = m + f32::from(q[l] & 0x0F) * d;
+                    o[l + BLOCK / 2] = m + f32::from(q[l] >> 4) * d;
+                }
+            }
         }
     }
 }

@@ -1,12 +1,12 @@
-//! ponder's CPU kernels: weights kept as int8 blocks ([`Q8Matrix`], the GGUF `Q8_0` scheme: 32
-//! weights share one f32 scale) and multiplied by f32 activations without dequantising the
-//! matrix first, split over the cores by rayon.
+//! ponder's CPU kernels: weights kept as quantised blocks ([`QMatrix`]: GGUF's `Q8_0` int8 or
+//! `Q4_1`-style 4-bit schemes, 32 weights per block; see [`Format`]) and multiplied by f32
+//! activations without dequantising the matrix first, split over the cores by rayon.
 //!
 //! Decoding one token is memory-bound: every weight is read once per step. An f32 weight is 4
-//! bytes and a `Q8_0` one 1.125, so a quantised model reads about 3.6x less per token and holds
-//! 3.6x less in RAM. Each 32-weight block is widened to f32 in registers, scaled and multiplied
-//! into 32-lane accumulators; at batch sizes above one a row is widened once into a scratch row
-//! and reused for every activation row.
+//! bytes, a `Q8` one 1.125 and a `Q4` one 0.75, so a quantised model reads 3.6x / 5.3x less per
+//! token and holds that much less in RAM. At batch 1 each block is widened to f32 in registers,
+//! scaled and multiplied into 8-lane accumulators; at larger batches a row is widened once
+//! into a scratch row and reused for a block of activation rows in register tiles.
 //!
 //! The kernels are plain Rust loops written so the compiler vectorises them; [`simd`] compiles
 //! the same loops again for AVX2+FMA and AVX-512 and picks the widest the CPU has at run time.
@@ -15,11 +15,11 @@
 //! (`tests/q8.rs`).
 //!
 //! ```
-//! use ponder_kernels::Q8Matrix;
+//! use ponder_kernels::{Format, QMatrix};
 //! // W = [[1, 2, ..., 32], [-1, -1, ..., -1]] (2 rows, 32 columns).
 //! let mut w: Vec<f32> = (1..=32).map(|v| v as f32).collect();
 //! w.extend(std::iter::repeat_n(-1.0, 32));
-//! let m = Q8Matrix::quantize(2, 32, &w).unwrap();
+//! let m = QMatrix::quantize(2, 32, &w, Format::Q8).unwrap();
 //! let x = vec![1.0f32; 32]; // one activation row of ones
 //! let y = m.matmul_t(&x, 1).unwrap(); // [rows, n] = W · xᵀ
 //! assert!((y[0] - 528.0).abs() < 2.0 && (y[1] + 32.0).abs() < 0.5);
@@ -28,10 +28,10 @@
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod kernel;
-mod q8;
+mod matrix;
 pub mod simd;
 
-pub use q8::{BLOCK, Q8Matrix};
+pub use matrix::{BLOCK, Format, QMatrix};
 pub use simd::Isa;
 
 /// Result alias for the kernels crate.

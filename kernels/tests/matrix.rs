@@ -2,7 +2,7 @@
 //! weights, on shapes that exercise the odd cases (one block, an odd number of blocks, row
 //! counts that do not divide into the parallel chunks, batches of 1..9 rows).
 
-use ponder_kernels::{BLOCK, Isa, Q8Matrix};
+use ponder_kernels::{BLOCK, Format, Isa, QMatrix};
 use proptest::prelude::*;
 
 /// A deterministic pseudo-random matrix with a spread of magnitudes.
@@ -20,7 +20,7 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-fn reference(m: &Q8Matrix, x: &[f32], n: usize) -> Vec<f32> {
+fn reference(m: &QMatrix, x: &[f32], n: usize) -> Vec<f32> {
     let w = m.dequantize();
     let (rows, cols) = (m.rows(), m.cols());
     let mut out = vec![0f32; rows * n];
@@ -43,10 +43,17 @@ fn levels() -> Vec<Isa> {
 }
 
 fn check(rows: usize, blocks: usize, n: usize, seed: u64) {
+    for format in [Format::Q8, Format::Q4] {
+        check_format(rows, blocks, n, seed, format);
+    }
+}
+
+fn check_format(rows: usize, blocks: usize, n: usize, seed: u64, format: Format) {
     let cols = blocks * BLOCK;
     let w = values(rows * cols, seed);
     let x = values(n * cols, seed ^ 0xabcdef);
-    let m = Q8Matrix::quantize(rows, cols, &w).unwrap();
+    let m = QMatrix::quantize(rows, cols, &w, format).unwrap();
+    assert_eq!(m.format(), format);
     let want = reference(&m, &x, n);
     let scale: f32 = x.iter().map(|v| v.abs()).sum::<f32>() / n as f32;
     for isa in levels() {
@@ -57,7 +64,7 @@ fn check(rows: usize, blocks: usize, n: usize, seed: u64) {
             let tol = 1e-5 * scale * 40.0 + 1e-5 * w.abs();
             assert!(
                 (g - w).abs() <= tol,
-                "{isa:?} {rows}x{cols} n={n}: out[{i}] = {g}, reference {w}"
+                "{isa:?} {format:?} {rows}x{cols} n={n}: out[{i}] = {g}, reference {w}"
             );
         }
     }
@@ -77,14 +84,35 @@ fn every_build_matches_the_reference_on_model_shapes() {
 fn quantisation_error_is_at_most_half_a_step() {
     let cols = 4 * BLOCK;
     let w = values(3 * cols, 9);
-    let m = Q8Matrix::quantize(3, cols, &w).unwrap();
-    let back = m.dequantize();
-    for (b, (blk, orig)) in back.chunks(BLOCK).zip(w.chunks(BLOCK)).enumerate() {
-        let amax = orig.iter().fold(0f32, |a, v| a.max(v.abs()));
-        for (x, y) in blk.iter().zip(orig) {
-            assert!((x - y).abs() <= amax / 254.0 * 1.0001, "block {b}: {x} vs {y}");
+    for format in [Format::Q8, Format::Q4] {
+        let m = QMatrix::quantize(3, cols, &w, format).unwrap();
+        let back = m.dequantize();
+        for (b, (blk, orig)) in back.chunks(BLOCK).zip(w.chunks(BLOCK)).enumerate() {
+            let amax = orig.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let lo = orig.iter().copied().fold(f32::INFINITY, f32::min);
+            let hi = orig.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let half_step = match format {
+                Format::Q4 => (hi - lo) / 30.0,
+                _ => amax / 254.0,
+            };
+            for (x, y) in blk.iter().zip(orig) {
+                assert!(
+                    (x - y).abs() <= half_step * 1.0001 + 1e-6,
+                    "{format:?} block {b}: {x} vs {y}"
+                );
+            }
         }
     }
+}
+
+#[test]
+fn four_bit_values_come_back_exactly() {
+    // A block already on a 16-level grid (what a `Q4_1` file dequantises to) is kept as is.
+    let (lo, d) = (-0.75f32, 0.125f32);
+    let w: Vec<f32> = (0..2 * BLOCK).map(|i| lo + d * (i % 16) as f32).collect();
+    let m = QMatrix::quantize(1, 2 * BLOCK, &w, Format::Q4).unwrap();
+    assert_eq!(m.dequantize(), w);
+    assert_eq!(m.bytes(), BLOCK + 2 * 8);
 }
 
 #[test]
@@ -92,7 +120,7 @@ fn zero_blocks_and_gather() {
     let cols = 2 * BLOCK;
     let mut w = vec![0f32; 2 * cols];
     w[cols + 5] = 3.0;
-    let m = Q8Matrix::quantize(2, cols, &w).unwrap();
+    let m = QMatrix::quantize(2, cols, &w, Format::Q8).unwrap();
     let rows = m.gather(&[1, 0, 1]).unwrap();
     assert_eq!(rows.len(), 3 * cols);
     assert_eq!(rows[5], 3.0);
@@ -103,10 +131,11 @@ fn zero_blocks_and_gather() {
 
 #[test]
 fn bad_shapes_are_errors_not_panics() {
-    assert!(Q8Matrix::quantize(2, 33, &[0.0; 66]).is_err());
-    assert!(Q8Matrix::quantize(2, 32, &[0.0; 63]).is_err());
-    assert!(Q8Matrix::quantize(usize::MAX, 32, &[0.0; 32]).is_err());
-    let m = Q8Matrix::quantize(1, 32, &[1.0; 32]).unwrap();
+    let q = |r, c, v: &[f32]| QMatrix::quantize(r, c, v, Format::Q4);
+    assert!(q(2, 33, &[0.0; 66]).is_err());
+    assert!(q(2, 32, &[0.0; 63]).is_err());
+    assert!(q(usize::MAX, 32, &[0.0; 32]).is_err());
+    let m = QMatrix::quantize(1, 32, &[1.0; 32], Format::Q8).unwrap();
     assert!(m.matmul_t(&[1.0; 31], 1).is_err());
     assert!(m.matmul_t(&[], 0).is_err());
     let e = m.matmul_t(&[1.0; 33], 1).unwrap_err().to_string();
@@ -119,7 +148,7 @@ fn quantised_rows_reproduce_their_dense_product_closely() {
     let (rows, cols) = (256, 18 * BLOCK);
     let w = values(rows * cols, 3);
     let x = values(cols, 4);
-    let m = Q8Matrix::quantize(rows, cols, &w).unwrap();
+    let m = QMatrix::quantize(rows, cols, &w, Format::Q8).unwrap();
     let got = m.matmul_t(&x, 1).unwrap();
     let (mut err, mut norm) = (0f64, 0f64);
     for r in 0..rows {
