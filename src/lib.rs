@@ -30,9 +30,9 @@ pub use ponder_critics as critics;
 pub use ponder_engine as engine;
 pub use ponder_eval as eval;
 #[cfg(feature = "local")]
-pub use ponder_policies as policies;
-#[cfg(feature = "local")]
 pub use ponder_kernels as kernels;
+#[cfg(feature = "local")]
+pub use ponder_policies as policies;
 #[cfg(feature = "remote")]
 pub use ponder_remote as remote;
 pub use ponder_runtime as runtime;

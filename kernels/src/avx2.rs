@@ -162,7 +162,11 @@ fn dot_q4(nibbles: &[u8], scales: &[f32], mins: &[f32], x: &[f32], sums: &[f32])
 /// with the `R·C` accumulators in registers (2 x 4 uses 11 of the 16).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn tile<const R: usize, const C: usize>(w: [&[f32]; R], x: [&[f32]; C], cols: usize) -> [[f32; C]; R] {
+fn tile<const R: usize, const C: usize>(
+    w: [&[f32]; R],
+    x: [&[f32]; C],
+    cols: usize,
+) -> [[f32; C]; R] {
     let mut acc = [[_mm256_setzero_ps(); C]; R];
     let mut k = 0;
     while k < cols {
@@ -224,11 +228,8 @@ pub(crate) fn rows(m: &QMatrix, r0: usize, x: &[f32], sums: &[f32], n: usize, ou
                 let wide = je - j >= 4;
                 match (pair, wide) {
                     (2, true) => {
-                        let t = tile::<2, 4>(
-                            [w0, w1],
-                            [xr(j), xr(j + 1), xr(j + 2), xr(j + 3)],
-                            cols,
-                        );
+                        let t =
+                            tile::<2, 4>([w0, w1], [xr(j), xr(j + 1), xr(j + 2), xr(j + 3)], cols);
                         for c in 0..4 {
                             out[i * n + j + c] = t[0][c];
                             out[(i + 1) * n + j + c] = t[1][c];
@@ -240,8 +241,7 @@ pub(crate) fn rows(m: &QMatrix, r0: usize, x: &[f32], sums: &[f32], n: usize, ou
                         out[(i + 1) * n + j] = t[1][0];
                     }
                     (_, true) => {
-                        let t =
-                            tile::<1, 4>([w0], [xr(j), xr(j + 1), xr(j + 2), xr(j + 3)], cols);
+                        let t = tile::<1, 4>([w0], [xr(j), xr(j + 1), xr(j + 2), xr(j + 3)], cols);
                         out[i * n + j..i * n + j + 4].copy_from_slice(&t[0]);
                     }
                     (_, false) => out[i * n + j] = tile::<1, 1>([w0], [xr(j)], cols)[0][0],

@@ -42,10 +42,15 @@ impl Format {
 /// The weights themselves.
 #[derive(Clone)]
 enum Store {
-    Q8 { quants: Vec<i8> },
+    Q8 {
+        quants: Vec<i8>,
+    },
     /// Per block 16 bytes: byte `j` holds weight `j` in its low nibble and `j + 16` in its
     /// high one (GGUF's layout).
-    Q4 { nibbles: Vec<u8>, mins: Vec<f32> },
+    Q4 {
+        nibbles: Vec<u8>,
+        mins: Vec<f32>,
+    },
 }
 
 /// One row's blocks, as the kernels read them.
@@ -182,6 +187,7 @@ impl QMatrix {
     }
 
     /// Row `r`'s blocks.
+    #[inline]
     pub(crate) fn row(&self, r: usize) -> Row<'_> {
         let nb = self.cols / BLOCK;
         let scales = &self.scales[r * nb..(r + 1) * nb];

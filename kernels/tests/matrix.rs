@@ -7,7 +7,9 @@ use proptest::prelude::*;
 
 /// A deterministic pseudo-random matrix with a spread of magnitudes.
 fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|i| {
             s = s
@@ -15,7 +17,11 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
                 .wrapping_add(1442695040888963407);
             let u = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
             // Every 7th block much larger: scales must be per block.
-            if (i / BLOCK).is_multiple_of(7) { u * 40.0 } else { u }
+            if (i / BLOCK).is_multiple_of(7) {
+                u * 40.0
+            } else {
+                u
+            }
         })
         .collect()
 }

@@ -60,6 +60,22 @@ pub fn load(
     path: &std::path::Path,
     device: &burn::prelude::Device,
 ) -> crate::Result<(crate::llama::Llama, crate::tokenizer::Tokenizer)> {
+    load_stored(path, device).map(|(m, t, _)| (m, t))
+}
+
+/// As [`load`], also returning the quantised formats that keep the checkpoint's own precision
+/// (see [`stored_format`]; `Q8` for HF folders).
+///
+/// # Errors
+/// As [`load`].
+pub fn load_stored(
+    path: &std::path::Path,
+    device: &burn::prelude::Device,
+) -> crate::Result<(
+    crate::llama::Llama,
+    crate::tokenizer::Tokenizer,
+    StoredFormat,
+)> {
     use crate::{gguf::Gguf, llama::Llama, tokenizer::Tokenizer};
     if !path.exists() {
         return Err(crate::Error::Model(format!(
@@ -72,9 +88,58 @@ pub fn load(
         (
             Llama::from_hf_dir(path, device)?,
             Tokenizer::from_hf_dir(path)?,
+            StoredFormat::default(),
         )
     } else {
         let g = Gguf::open(path)?;
-        (Llama::from_gguf(&g, device)?, Tokenizer::from_gguf(&g)?)
+        (
+            Llama::from_gguf(&g, device)?,
+            Tokenizer::from_gguf(&g)?,
+            stored_format(&g),
+        )
     })
+}
+
+/// The quantised formats that keep a checkpoint's precision: one for the decoder blocks'
+/// matrices, one for the embedding (and a tied output head).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoredFormat {
+    /// Q/K/V/O and the MLP.
+    pub blocks: ponder_kernels::Format,
+    /// The token embedding and output head.
+    pub embedding: ponder_kernels::Format,
+}
+
+/// The quantised formats that keep a GGUF model's precision: `Q4` for a part stored at 4 bits
+/// or fewer (`Q4_0`, `Q4_1` and `Q4_K`, whose 32-weight sub-blocks are exactly `Q4`'s
+/// scale-and-minimum blocks; `Q2_K`, `Q3_K`, `IQ4_NL`), `Q8` otherwise (5-8 bits, f16, f32).
+/// The blocks follow the majority of the first layer's matrices.
+pub fn stored_format(g: &crate::gguf::Gguf) -> StoredFormat {
+    use crate::gguf::GgmlType as T;
+    use ponder_kernels::Format;
+    let four = |t: &crate::gguf::TensorInfo| {
+        matches!(
+            t.ty,
+            T::Q4_0 | T::Q4_1 | T::Q4K | T::Q2K | T::Q3K | T::Iq4Nl
+        )
+    };
+    let parts = [
+        "attn_q",
+        "attn_k",
+        "attn_v",
+        "attn_output",
+        "ffn_gate",
+        "ffn_up",
+        "ffn_down",
+    ];
+    let n4 = parts
+        .iter()
+        .filter_map(|p| g.tensor(&format!("blk.0.{p}.weight")))
+        .filter(|t| four(t))
+        .count();
+    let pick = |yes: bool| if yes { Format::Q4 } else { Format::Q8 };
+    StoredFormat {
+        blocks: pick(2 * n4 > parts.len()),
+        embedding: pick(g.tensor("token_embd.weight").is_some_and(four)),
+    }
 }

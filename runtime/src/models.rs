@@ -185,12 +185,12 @@ pub fn load_local_policy(policy: &PolicyConfig) -> Result<LlamaPolicy> {
         .as_deref()
         .map_or_else(models::default_model_path, models::resolve);
     let start = std::time::Instant::now();
-    let (model, tokenizer) = models::load(&path, &policy.backend.device()?)?;
-    let model = quantized(model, policy.backend, policy.weights)?;
+    let (model, tokenizer, stored) = models::load_stored(&path, &policy.backend.device()?)?;
+    let model = quantized(model, policy.backend, policy.weights, stored)?;
     tracing::info!(
         model = %path.display(),
         secs = start.elapsed().as_secs_f64(),
-        int8 = model.is_quantized(),
+        weights = model.quantization().map_or("f32", |f| f.name()),
         weight_mib = model.weight_bytes() >> 20,
         "model loaded"
     );
@@ -221,8 +221,9 @@ pub fn policy_from(
     .with_cache_bytes(policy.cache_mib.saturating_mul(1 << 20))
 }
 
-/// The model with the weight format asked for: int8 on a CPU backend when `weights` is `q8`,
-/// as loaded otherwise (GPU backends keep f32 weights: the int8 kernels run on the host).
+/// The model with the weight format asked for on a CPU backend (`auto` picks `stored`, the
+/// checkpoint's own precision: [`ponder_policies::models::stored_format`]); as loaded on a GPU
+/// backend (the quantised kernels run on the host).
 ///
 /// # Errors
 /// Quantising failed (a model that loaded but cannot be read back).
@@ -231,12 +232,20 @@ pub fn quantized(
     model: ponder_policies::llama::Llama,
     backend: crate::config::BackendKind,
     weights: crate::config::WeightFormat,
+    stored: ponder_policies::models::StoredFormat,
 ) -> Result<ponder_policies::llama::Llama> {
     use crate::config::{BackendKind, WeightFormat};
-    match (weights, backend) {
-        (WeightFormat::Q8, BackendKind::Flex | BackendKind::Ndarray) => Ok(model.quantized()?),
-        _ => Ok(model),
+    use ponder_kernels::Format;
+    if !matches!(backend, BackendKind::Flex | BackendKind::Ndarray) {
+        return Ok(model);
     }
+    let (blocks, embedding) = match weights {
+        WeightFormat::Auto => (stored.blocks, stored.embedding),
+        WeightFormat::Q8 => (Format::Q8, Format::Q8),
+        WeightFormat::Q4 => (Format::Q4, Format::Q4),
+        WeightFormat::F32 => return Ok(model),
+    };
+    Ok(model.quantized_parts(blocks, embedding)?)
 }
 
 /// What model-backed critics run on.

@@ -499,8 +499,8 @@ pub(crate) struct SearchFlags {
     /// Burn backend for the model (wgpu needs a build with `--features wgpu`).
     #[arg(long, value_enum)]
     pub(crate) backend: Option<BackendKind>,
-    /// How the model's matrix weights are held on a CPU backend: int8 blocks (`q8`, the
-    /// default: 3.6x less memory, about 3x faster decoding) or `f32`.
+    /// How the model's matrix weights are held on a CPU backend: the checkpoint's own
+    /// precision (`auto`: 4-bit for a 4-bit GGUF, else int8), `q8`, `q4` or `f32`.
     #[arg(long, value_enum)]
     pub(crate) weights: Option<WeightFormat>,
     /// OpenAI-compatible base URLs for `--policy remote`, up to `/v1` (repeat or comma-separate
@@ -700,8 +700,8 @@ pub(crate) struct BenchPolicyArgs {
     /// Burn backend (wgpu needs a build with `--features wgpu`).
     #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
     pub(crate) backend: BackendKind,
-    /// Matrix weights on a CPU backend: int8 blocks (`q8`) or `f32`.
-    #[arg(long, value_enum, default_value_t = WeightFormat::Q8)]
+    /// Matrix weights on a CPU backend: the checkpoint's precision (`auto`), `q8`, `q4`, `f32`.
+    #[arg(long, value_enum, default_value_t = WeightFormat::Auto)]
     pub(crate) weights: WeightFormat,
     /// Tokens decoded per stream.
     #[arg(long, default_value_t = 32)]

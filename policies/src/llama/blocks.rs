@@ -4,12 +4,14 @@
 use super::*;
 
 /// A matrix weight in the checkpoint's `[out, in]` layout: a tensor on the model's device, or
-/// int8 blocks in host memory multiplied by `ponder-kernels` (CPU backends; see
+/// quantised blocks in host memory multiplied by `ponder-kernels` (CPU backends; see
 /// [`Llama::quantized`]).
 #[derive(Clone, Debug)]
+// A handful of weights per layer: the size difference does not matter, an extra box would.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Weight {
     Dense(Tensor<2>),
-    Q8(Arc<Q8Matrix>),
+    Quant(Arc<QMatrix>),
 }
 
 impl Weight {
@@ -17,7 +19,7 @@ impl Weight {
     pub(super) fn dims(&self) -> [usize; 2] {
         match self {
             Weight::Dense(w) => w.dims(),
-            Weight::Q8(m) => [m.rows(), m.cols()],
+            Weight::Quant(m) => [m.rows(), m.cols()],
         }
     }
 
@@ -27,7 +29,7 @@ impl Weight {
     pub(super) fn apply(&self, h: Tensor<2>) -> Result<Tensor<2>> {
         match self {
             Weight::Dense(w) => Ok(w.clone().matmul(h.transpose())),
-            Weight::Q8(m) => q8_product(m, h),
+            Weight::Quant(m) => quant_product(m, h),
         }
     }
 
@@ -35,7 +37,7 @@ impl Weight {
     pub(super) fn apply_t(&self, x: Tensor<2>) -> Result<Tensor<2>> {
         match self {
             Weight::Dense(w) => Ok(w.clone().matmul(x)),
-            Weight::Q8(m) => q8_product(m, x.transpose()),
+            Weight::Quant(m) => quant_product(m, x.transpose()),
         }
     }
 
@@ -48,7 +50,7 @@ impl Weight {
                 let ids: Tensor<1, Int> = Tensor::from_data(TensorData::new(ids, [n]), device);
                 Ok(w.clone().select(0, ids))
             }
-            Weight::Q8(m) => {
+            Weight::Quant(m) => {
                 let ids: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
                 let v = m.gather(&ids).map_err(|e| Error::Model(e.to_string()))?;
                 Ok(Tensor::from_data(
@@ -66,7 +68,7 @@ impl Weight {
                 let [r, c] = w.dims();
                 to_vec(w.clone().reshape([r * c]))
             }
-            Weight::Q8(m) => Ok(m.dequantize()),
+            Weight::Quant(m) => Ok(m.dequantize()),
         }
     }
 
@@ -74,7 +76,7 @@ impl Weight {
     pub(super) fn dense(&self, dtype: DType, device: &Device) -> Result<Tensor<2>> {
         let w = match self {
             Weight::Dense(w) => w.clone(),
-            Weight::Q8(m) => Tensor::from_data(
+            Weight::Quant(m) => Tensor::from_data(
                 TensorData::new(m.dequantize(), [m.rows(), m.cols()]),
                 device,
             ),
@@ -82,9 +84,9 @@ impl Weight {
         Ok(if w.dtype() == dtype { w } else { w.cast(dtype) })
     }
 
-    /// The int8 form of a dense f32 weight on a host device, or `self` when its rows are not
-    /// whole blocks (tiny test models) or it is already int8.
-    pub(super) fn quantize(&self) -> Result<Weight> {
+    /// The quantised form of a dense f32 weight on a host device, or `self` when its rows are
+    /// not whole blocks (tiny test models) or it is already quantised.
+    pub(super) fn quantize(&self, format: Format) -> Result<Weight> {
         let Weight::Dense(w) = self else {
             return Ok(self.clone());
         };
@@ -92,22 +94,23 @@ impl Weight {
         if !c.is_multiple_of(ponder_kernels::BLOCK) {
             return Ok(self.clone());
         }
-        let m = Q8Matrix::quantize(r, c, &self.to_host()?)
+        let m = QMatrix::quantize(r, c, &self.to_host()?, format)
             .map_err(|e| Error::Model(e.to_string()))?;
-        Ok(Weight::Q8(Arc::new(m)))
+        Ok(Weight::Quant(Arc::new(m)))
     }
 }
 
-/// `W · hᵀ` on the host with the int8 kernels: `h` `[n, in]` read back (a few KB per token
+/// `W · hᵀ` on the host with the quantised kernels: `h` `[n, in]` read back (a few KB per token
 /// at decode), the product `[out, n]` sent to the device.
-fn q8_product(m: &Q8Matrix, h: Tensor<2>) -> Result<Tensor<2>> {
+fn quant_product(m: &QMatrix, h: Tensor<2>) -> Result<Tensor<2>> {
     let [n, _] = h.dims();
     let device = h.device();
     let x = to_vec(h)?;
-    let y = m
-        .matmul_t(&x, n)
-        .map_err(|e| Error::Model(e.to_string()))?;
-    Ok(Tensor::from_data(TensorData::new(y, [m.rows(), n]), &device))
+    let y = m.matmul_t(&x, n).map_err(|e| Error::Model(e.to_string()))?;
+    Ok(Tensor::from_data(
+        TensorData::new(y, [m.rows(), n]),
+        &device,
+    ))
 }
 
 /// One decoder block. Linear weights keep the checkpoint's `[out, in]` layout and run as

@@ -63,7 +63,7 @@ fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
 
 /// The int8 product `h · Wᵀ` as `[n, out]` rows (the kernels give `[out, n]`).
 fn project(w: &Weight, h: &[f32], n: usize) -> Result<Vec<f32>> {
-    let Weight::Q8(m) = w else {
+    let Weight::Quant(m) = w else {
         return Err(Error::Model("the host decoder needs int8 weights".into()));
     };
     let y = m.matmul_t(h, n).map_err(|e| Error::Model(e.to_string()))?;
@@ -99,7 +99,7 @@ impl Llama {
         );
         let (half, kvd, rep) = (hd / 2, nkv * hd, nh / nkv);
         let start = cache.len;
-        let Weight::Q8(embed) = &self.embed else {
+        let Weight::Quant(embed) = &self.embed else {
             return Err(Error::Model("the host decoder needs int8 weights".into()));
         };
         let ids: Vec<usize> = tokens.iter().flatten().map(|&i| i as usize).collect();

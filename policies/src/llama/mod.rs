@@ -11,7 +11,7 @@ use burn::tensor::activation::{silu, softmax};
 use std::path::Path;
 use std::sync::Arc;
 
-use ponder_kernels::Q8Matrix;
+use ponder_kernels::{Format, QMatrix};
 
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
@@ -63,9 +63,18 @@ impl Llama {
         self.norm.dtype()
     }
 
-    /// Whether the matrix weights are int8 blocks in host memory ([`Llama::quantized`]).
+    /// The format of the decoder blocks' matrices when they are quantised blocks in host
+    /// memory ([`Llama::quantized`]), `None` when they are tensors.
+    pub fn quantization(&self) -> Option<Format> {
+        match &self.layers.first().map_or(&self.lm_head, |l| &l.w_down) {
+            Weight::Quant(m) => Some(m.format()),
+            Weight::Dense(_) => None,
+        }
+    }
+
+    /// Whether the matrix weights are quantised blocks in host memory.
     pub fn is_quantized(&self) -> bool {
-        matches!(self.lm_head, Weight::Q8(_))
+        self.quantization().is_some()
     }
 
     /// Bytes the weights hold (matrices, norms and biases; the rotary tables excluded).
@@ -73,7 +82,7 @@ impl Llama {
         let el = self.dtype().size();
         let w = |w: &Weight| match w {
             Weight::Dense(t) => t.dims()[0] * t.dims()[1] * el,
-            Weight::Q8(m) => m.bytes(),
+            Weight::Quant(m) => m.bytes(),
         };
         let layers: usize = self
             .layers
@@ -86,20 +95,34 @@ impl Llama {
                     + (2 * self.cfg.d_model + l.bqkv.as_ref().map_or(0, |b| b.dims()[0])) * el
             })
             .sum();
-        w(&self.embed) + if self.tied { 0 } else { w(&self.lm_head) } + layers + self.cfg.d_model * el
+        w(&self.embed)
+            + if self.tied { 0 } else { w(&self.lm_head) }
+            + layers
+            + self.cfg.d_model * el
     }
 
     /// This model with every matrix weight (embedding, projections, output head) stored as
-    /// `Q8_0` int8 blocks in host memory and multiplied by the int8 kernels of
-    /// `ponder-kernels` over all cores: 3.6x less memory for the weights, and decoding, which
-    /// reads every weight once per token, runs about that much faster. Norms, biases, the KV
-    /// cache and attention stay in f32 on the device. A weight whose rows are not whole
-    /// 32-value blocks stays dense.
+    /// quantised blocks in host memory (`Q8`: int8, 3.6x less memory than f32; `Q4`: 4-bit,
+    /// 5.3x less, exact for a `Q4_1`/`Q4_K` checkpoint) and multiplied by the kernels of
+    /// `ponder-kernels` over all cores; everything but attention then runs on the host
+    /// (`host.rs`). Decoding reads every weight once per token, so it runs 2-3x faster than on
+    /// f32 tensors. Norms, biases, the KV cache and attention stay in f32. A weight whose rows
+    /// are not whole 32-value blocks stays dense (and the tensor decoder runs).
     ///
     /// # Errors
-    /// A device other than a plain CPU one (`flex` or `ndarray`): the int8 kernels run on the
-    /// host and do not record autodiff graphs, so GPU and training devices keep dense weights.
-    pub fn quantized(&self) -> Result<Llama> {
+    /// A device other than a plain CPU one (`flex` or `ndarray`): the kernels run on the host
+    /// and do not record autodiff graphs, so GPU and training devices keep dense weights.
+    pub fn quantized(&self, format: Format) -> Result<Llama> {
+        self.quantized_parts(format, format)
+    }
+
+    /// As [`Llama::quantized`] with one format for the decoder blocks' matrices and another
+    /// for the embedding and output head (checkpoints often keep those at 8 bits when the
+    /// blocks are at 4).
+    ///
+    /// # Errors
+    /// As [`Llama::quantized`].
+    pub fn quantized_parts(&self, blocks: Format, embedding: Format) -> Result<Llama> {
         // Device equality ignores autodiff: check it separately.
         let host = !self.device.is_autodiff()
             && (self.device == Device::flex() || {
@@ -109,19 +132,19 @@ impl Llama {
             });
         if !host || self.dtype() != DType::F32 {
             return Err(Error::Model(format!(
-                "int8 weights need an f32 model on a CPU backend (flex or ndarray), not {:?} in {:?}",
+                "quantised weights need an f32 model on a CPU backend (flex or ndarray), not {:?} in {:?}",
                 self.device,
                 self.dtype()
             )));
         }
-        let embed = self.embed.quantize()?;
+        let embed = self.embed.quantize(embedding)?;
         let mut q = Llama {
             cfg: self.cfg.clone(),
             device: self.device.clone(),
             lm_head: if self.tied {
                 embed.clone()
             } else {
-                self.lm_head.quantize()?
+                self.lm_head.quantize(embedding)?
             },
             embed,
             layers: self
@@ -129,10 +152,10 @@ impl Llama {
                 .iter()
                 .map(|l| {
                     Ok(Layer {
-                        wqkv: l.wqkv.quantize()?,
-                        wo: l.wo.quantize()?,
-                        w_gate_up: l.w_gate_up.quantize()?,
-                        w_down: l.w_down.quantize()?,
+                        wqkv: l.wqkv.quantize(blocks)?,
+                        wo: l.wo.quantize(blocks)?,
+                        w_gate_up: l.w_gate_up.quantize(blocks)?,
+                        w_down: l.w_down.quantize(blocks)?,
                         ..l.clone()
                     })
                 })
@@ -146,9 +169,9 @@ impl Llama {
         let all = |l: &Layer| {
             [&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down]
                 .iter()
-                .all(|w| matches!(w, Weight::Q8(_)))
+                .all(|w| matches!(w, Weight::Quant(_)))
         };
-        if q.is_quantized() && matches!(q.embed, Weight::Q8(_)) && q.layers.iter().all(all) {
+        if q.is_quantized() && matches!(q.embed, Weight::Quant(_)) && q.layers.iter().all(all) {
             q.host = Some(Arc::new(host::HostParts::new(&q)?));
         }
         Ok(q)

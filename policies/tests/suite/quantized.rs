@@ -7,6 +7,7 @@ use std::path::Path;
 
 use burn::prelude::*;
 use burn::tensor::DType;
+use ponder_kernels::Format;
 use ponder_policies::gguf::Gguf;
 use ponder_policies::llama::{KvCache, Llama};
 use ponder_testkit::tiny_llama::tiny_llama_gguf;
@@ -47,37 +48,51 @@ fn run_both(a: &Llama, b: &Llama, tol: f32) {
 
 #[test]
 fn host_decoder_matches_the_tensor_decoder_on_the_same_weights() {
-    let q = dense().quantized().unwrap();
-    assert!(q.is_quantized());
-    // The same int8 weights, dequantised into tensors: the tensor decoder's path.
-    let same = q.cast(DType::F32).unwrap();
-    assert!(!same.is_quantized());
-    run_both(&q, &same, 1e-4);
+    for format in [Format::Q8, Format::Q4] {
+        let q = dense().quantized(format).unwrap();
+        assert_eq!(q.quantization(), Some(format));
+        // The same quantised weights, dequantised into tensors: the tensor decoder's path.
+        let same = q.cast(DType::F32).unwrap();
+        assert!(!same.is_quantized());
+        run_both(&q, &same, 1e-4);
+    }
 }
 
 #[test]
-fn int8_model_stays_close_to_the_f32_model() {
+fn quantised_models_stay_close_to_the_f32_model() {
     let f = dense();
-    let q = f.quantized().unwrap();
-    // Memory: one byte per weight plus a scale per 32, against four.
-    let ratio = f.weight_bytes() as f64 / q.weight_bytes() as f64;
-    assert!(ratio > 3.0, "f32 {} bytes, int8 {}", f.weight_bytes(), q.weight_bytes());
-    let prompt = vec![vec![1u32, 40, 77, 200, 3, 9, 100]];
-    let lf = values(f.forward_last(&prompt, &mut f.new_cache(1)).unwrap());
-    let lq = values(q.forward_last(&prompt, &mut q.new_cache(1)).unwrap());
-    let norm = lf.iter().map(|v| v * v).sum::<f32>().sqrt();
-    let err = lf
-        .iter()
-        .zip(&lq)
-        .map(|(a, b)| (a - b) * (a - b))
-        .sum::<f32>()
-        .sqrt();
-    assert!(err / norm < 0.02, "relative logit error {}", err / norm);
+    // Memory: one byte per weight plus a scale per 32 (int8), or half a byte plus a scale and
+    // a minimum (4-bit), against four; the error grows as the bits shrink.
+    for (format, min_ratio, max_err) in [(Format::Q8, 3.0, 0.02), (Format::Q4, 4.5, 0.3)] {
+        let q = f.quantized(format).unwrap();
+        let ratio = f.weight_bytes() as f64 / q.weight_bytes() as f64;
+        assert!(
+            ratio > min_ratio,
+            "{format:?}: f32 {} bytes, quantised {}",
+            f.weight_bytes(),
+            q.weight_bytes()
+        );
+        let prompt = vec![vec![1u32, 40, 77, 200, 3, 9, 100]];
+        let lf = values(f.forward_last(&prompt, &mut f.new_cache(1)).unwrap());
+        let lq = values(q.forward_last(&prompt, &mut q.new_cache(1)).unwrap());
+        let norm = lf.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let err = lf
+            .iter()
+            .zip(&lq)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f32>()
+            .sqrt();
+        assert!(
+            err / norm < max_err,
+            "{format:?}: relative logit error {}",
+            err / norm
+        );
+    }
 }
 
 #[test]
 fn padded_batches_and_hidden_states_match() {
-    let q = dense().quantized().unwrap();
+    let q = dense().quantized(Format::Q4).unwrap();
     let same = q.cast(DType::F32).unwrap();
     // Two sequences of different lengths joined into one left-padded batch, then decoded.
     let join = |m: &Llama| -> (KvCache, Vec<f32>) {
@@ -102,8 +117,14 @@ fn padded_batches_and_hidden_states_match() {
     assert_eq!(cq.len(), cs.len());
     assert_close(&vq, &vs, 1e-4, "padded batch");
     // Every position's hidden state (what training reads) agrees too.
-    let hq = values(q.hidden_all(&[vec![3, 4, 5]], &mut q.new_cache(1), None).unwrap());
-    let hs = values(same.hidden_all(&[vec![3, 4, 5]], &mut same.new_cache(1), None).unwrap());
+    let hq = values(
+        q.hidden_all(&[vec![3, 4, 5]], &mut q.new_cache(1), None)
+            .unwrap(),
+    );
+    let hs = values(
+        same.hidden_all(&[vec![3, 4, 5]], &mut same.new_cache(1), None)
+            .unwrap(),
+    );
     assert_close(&hq, &hs, 1e-4, "hidden states");
 }
 
@@ -111,8 +132,8 @@ fn padded_batches_and_hidden_states_match() {
 fn int8_needs_a_plain_cpu_device() {
     let g = Gguf::parse(Path::new("tiny.gguf"), tiny_llama_gguf(5)).unwrap();
     let m = Llama::from_gguf(&g, &Device::flex().autodiff()).unwrap();
-    let e = m.quantized().unwrap_err().to_string();
+    let e = m.quantized(Format::Q8).unwrap_err().to_string();
     assert!(e.contains("CPU backend"), "{e}");
     let half = dense().cast(DType::F16).unwrap();
-    assert!(half.quantized().is_err());
+    assert!(half.quantized(Format::Q8).is_err());
 }

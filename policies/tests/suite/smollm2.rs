@@ -302,3 +302,36 @@ fn a_sampled_solution_stops_at_its_answer_line() {
         assert!(s.n_tokens < 100, "{} tokens: {:?}", s.n_tokens, s.text);
     }
 }
+
+#[test]
+fn stored_precision_weights_reproduce_the_f32_logits() {
+    // The file's blocks are Q4_1 and its embedding Q8_0: `auto` keeps exactly those, so the
+    // quantised model's logits match the dequantised f32 model's up to summation order.
+    use burn::prelude::Device;
+    use ponder_kernels::Format;
+    let Some(path) = model() else { return };
+    let (f, tok, stored) = ponder_policies::models::load_stored(&path, &Device::flex()).unwrap();
+    assert_eq!((stored.blocks, stored.embedding), (Format::Q4, Format::Q8));
+    let q = f.quantized_parts(stored.blocks, stored.embedding).unwrap();
+    assert!(
+        f.weight_bytes() > 3 * q.weight_bytes(),
+        "{} vs {}",
+        f.weight_bytes(),
+        q.weight_bytes()
+    );
+    let ids = tok.encode("If Tom has 3 apples").unwrap();
+    let lf = f.last_logits(&ids).unwrap();
+    let lq = q.last_logits(&ids).unwrap();
+    let worst = lf
+        .iter()
+        .zip(&lq)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let scale = lf.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(
+        worst < 1e-3 * scale,
+        "largest logit difference {worst} (scale {scale})"
+    );
+    let argmax = |v: &[f32]| (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j])).unwrap();
+    assert_eq!(argmax(&lf), argmax(&lq));
+}

@@ -171,33 +171,34 @@ fn policy(a: BenchPolicyArgs) -> Result<()> {
     use ponder::policies::{gguf::Gguf, llama::Llama, models, tokenizer::Tokenizer};
     use ponder::testkit::tiny_llama::{Shape, random_gguf};
     let device = a.backend.device()?;
-    let (m, tok, label) = match &a.random {
+    let (m, tok, label, stored) = match &a.random {
         Some(name) => {
-            let shape = Shape::named(name)
-                .ok_or_else(|| anyhow::anyhow!("unknown architecture {name}"))?;
+            let shape =
+                Shape::named(name).ok_or_else(|| anyhow::anyhow!("unknown architecture {name}"))?;
             let bytes = random_gguf(&shape, 7);
             if let Some(p) = &a.save {
-                std::fs::write(p, &bytes)
-                    .with_context(|| format!("writing {}", p.display()))?;
+                std::fs::write(p, &bytes).with_context(|| format!("writing {}", p.display()))?;
             }
             let g = Gguf::parse(std::path::Path::new(name), bytes)?;
             let m = Llama::from_gguf(&g, &device)?;
-            (m, Tokenizer::from_gguf(&g)?, format!("random:{name}"))
+            // Random f32 weights: `auto` keeps int8.
+            let t = Tokenizer::from_gguf(&g)?;
+            (m, t, format!("random:{name}"), Default::default())
         }
         None => {
             let path = a
                 .model
                 .as_deref()
                 .map_or_else(models::default_model_path, models::resolve);
-            let (m, t) = models::load(&path, &device)?;
-            (m, t, path.display().to_string())
+            let (m, t, stored) = models::load_stored(&path, &device)?;
+            (m, t, path.display().to_string(), stored)
         }
     };
-    let m = ponder::runtime::models::quantized(m, a.backend, a.weights)?;
+    let m = ponder::runtime::models::quantized(m, a.backend, a.weights, stored)?;
     println!(
-        "model={label} backend={:?} int8={} weight_mib={} threads={} kernels={}",
+        "model={label} backend={:?} weights={} weight_mib={} threads={} kernels={}",
         a.backend,
-        m.is_quantized(),
+        m.quantization().map_or("f32", |f| f.name()),
         m.weight_bytes() >> 20,
         std::thread::available_parallelism().map_or(1, usize::from),
         ponder::kernels::Isa::best().name(),
