@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use ponder_policies::backend::Backend;
+use ponder_policies::dpo::{DpoConfig, DpoTrainer, TokenPair};
 use ponder_policies::gguf::Gguf;
 use ponder_policies::llama::Llama;
 use ponder_testkit::tiny_llama::tiny_llama_gguf;
@@ -49,5 +50,29 @@ fn wgpu_decodes_like_flex_on_one_device_per_process() {
     assert_eq!(
         second.greedy(&prompt, 8, None).unwrap(),
         cpu.greedy(&prompt, 8, None).unwrap()
+    );
+    // Training on the same device (what `ponder dpo --backend wgpu` and `iterate`'s DPO run):
+    // a few LoRA steps on the autodiff wgpu device lower the DPO loss.
+    let trainable = Llama::from_gguf(&g, &again.clone().autodiff()).unwrap();
+    let pairs: Vec<TokenPair> = (0..4u32)
+        .map(|i| TokenPair {
+            context: vec![1, 40 + i, 41, 42],
+            chosen: vec![60 + i, 61],
+            rejected: vec![90, 91 + i],
+            label_smoothing: 0.0,
+        })
+        .collect();
+    let cfg = DpoConfig {
+        lr: 2e-2,
+        epochs: 6,
+        ..DpoConfig::default()
+    };
+    let report = DpoTrainer::new(&trainable, pairs, cfg)
+        .unwrap()
+        .train(|_, _, _| {})
+        .unwrap();
+    assert!(
+        report.after.loss < report.before.loss - 0.05,
+        "DPO on wgpu: {report:?}"
     );
 }
