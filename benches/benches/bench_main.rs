@@ -1,5 +1,6 @@
 //! criterion benchmarks: the tree and search loop on zero-cost models (1 and 2 threads), a
-//! synthetic-task search, output extraction, and the batcher's overhead.
+//! synthetic-task search, output extraction, the batcher's overhead, and the quantised matrix
+//! kernels.
 //!
 //! Run: `cargo bench -p ponder-benches`. CI only builds them (`cargo clippy --all-targets`).
 
@@ -96,5 +97,37 @@ fn batcher(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, tree, synthetic_search, extraction, batcher);
+/// The quantised matrix kernels on SmolLM2-135M's MLP up/gate projection (3072 x 576): one
+/// decoding step (batch 1) and a batch of 8, int8 and 4-bit, with the bytes each reads.
+fn kernels(c: &mut Criterion) {
+    use ponder_kernels::{Format, QMatrix};
+    let (rows, cols) = (3072usize, 576usize);
+    let w: Vec<f32> = (0..rows * cols)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+        .collect();
+    let mut g = c.benchmark_group("kernels");
+    g.sample_size(20);
+    for format in [Format::Q8, Format::Q4] {
+        let m = QMatrix::quantize(rows, cols, &w, format).unwrap();
+        for n in [1usize, 8] {
+            let x = vec![0.25f32; n * cols];
+            g.throughput(Throughput::Bytes(m.bytes() as u64));
+            g.bench_with_input(
+                BenchmarkId::new(format!("{}_matmul", format.name()), n),
+                &x,
+                |b, x| b.iter(|| m.matmul_t(x, n).unwrap()),
+            );
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    tree,
+    synthetic_search,
+    extraction,
+    batcher,
+    kernels
+);
 criterion_main!(benches);
