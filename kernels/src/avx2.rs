@@ -252,3 +252,88 @@ pub(crate) fn rows(m: &QMatrix, r0: usize, x: &[f32], sums: &[f32], n: usize, ou
         }
     }
 }
+
+/// `a · b` (equal lengths; 8-float chunks with a scalar tail).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let n = a.len().min(b.len());
+    let mut k = 0;
+    while k + 16 <= n {
+        acc0 = _mm256_fmadd_ps(load(&a[k..]), load(&b[k..]), acc0);
+        acc1 = _mm256_fmadd_ps(load(&a[k + 8..]), load(&b[k + 8..]), acc1);
+        k += 16;
+    }
+    if k + 8 <= n {
+        acc0 = _mm256_fmadd_ps(load(&a[k..]), load(&b[k..]), acc0);
+        k += 8;
+    }
+    let mut s = hsum(_mm256_add_ps(acc0, acc1));
+    for (x, y) in a[k..n].iter().zip(&b[k..n]) {
+        s += x * y;
+    }
+    s
+}
+
+/// `y += alpha · x` (equal lengths).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn axpy_f32(alpha: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let a = _mm256_set1_ps(alpha);
+    let mut k = 0;
+    while k + 8 <= n {
+        let v = _mm256_fmadd_ps(a, load(&x[k..]), load(&y[k..]));
+        store(&mut y[k..], v);
+        k += 8;
+    }
+    for (y, x) in y[k..n].iter_mut().zip(&x[k..n]) {
+        *y += alpha * x;
+    }
+}
+
+/// [`crate::attention::attend`] with 8-lane dot products and updates.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attend(
+    q: &[f32],
+    segments: &[crate::attention::Segment<'_>],
+    stride: usize,
+    offset: usize,
+    len: usize,
+    out: &mut [f32],
+    scores: &mut Vec<f32>,
+) {
+    // The loops of `attention::attend_with`, written out: its closures would not inherit
+    // `target_feature`, and these dot products are the hot part.
+    let hd = q.len();
+    scores.clear();
+    'outer: for s in segments {
+        for k in s.keys.chunks_exact(stride) {
+            if scores.len() == len {
+                break 'outer;
+            }
+            scores.push(dot_f32(q, &k[offset..offset + hd]));
+        }
+    }
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    let inv = 1.0 / sum;
+    out.iter_mut().for_each(|o| *o = 0.0);
+    let mut j = 0;
+    'values: for s in segments {
+        for v in s.values.chunks_exact(stride) {
+            if j == len {
+                break 'values;
+            }
+            axpy_f32(scores[j] * inv, &v[offset..offset + hd], out);
+            j += 1;
+        }
+    }
+}

@@ -25,12 +25,14 @@
 //! assert!((y[0] - 528.0).abs() < 2.0 && (y[1] + 32.0).abs() < 0.5);
 //! ```
 
+pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod kernel;
 mod matrix;
 pub mod simd;
 
+pub use attention::{Segment, attend};
 pub use matrix::{BLOCK, Format, QMatrix};
 pub use simd::Isa;
 

@@ -78,3 +78,36 @@ pub(crate) fn rows(
         }
     }
 }
+
+/// [`crate::attention::attend`] with the build for `isa`, capped at [`Isa::best`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attend(
+    isa: Isa,
+    q: &[f32],
+    segments: &[crate::attention::Segment<'_>],
+    stride: usize,
+    offset: usize,
+    len: usize,
+    out: &mut [f32],
+    scores: &mut Vec<f32>,
+) {
+    match isa.min(Isa::best()) {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            // SAFETY: capped at `Isa::best()`, which is `Avx2` only when the CPU reported avx2
+            // and fma at run time.
+            unsafe { crate::avx2::attend(q, segments, stride, offset, len, out, scores) }
+        }
+        _ => crate::attention::attend_with(
+            |a, b| a.iter().zip(b).map(|(x, y)| x * y).sum(),
+            |a, x, y| y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x),
+            q,
+            segments,
+            stride,
+            offset,
+            len,
+            out,
+            scores,
+        ),
+    }
+}

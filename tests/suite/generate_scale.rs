@@ -145,7 +145,7 @@ fn sigkill_twenty_times_loses_and_duplicates_nothing() {
     let full = start.elapsed();
     let out = dir.join("killed");
     let out_s = out.to_str().unwrap().to_string();
-    // Kill moments spread over the run's length (seeded, so a failure can be replayed).
+    // Kill points spread over the run's problems (seeded, so a failure can be replayed).
     let mut rng = ponder::engine::rng::Rng::new(2026);
     let mut kills = 0;
     let mut finished_early = 0;
@@ -160,18 +160,40 @@ fn sigkill_twenty_times_loses_and_duplicates_nothing() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // Somewhere inside what is left of the run.
-        let before = std::fs::read_to_string(out.join("journal.jsonl"))
-            .unwrap_or_default()
-            .matches('\n')
-            .count();
-        let left = 1.0 - before as f64 / 400.0;
-        let at = full.mul_f64(0.02 + 0.9 * left * rng.next_f64());
-        std::thread::sleep(at);
-        if child.try_wait().unwrap().is_some() {
-            // It finished before the kill: start over so every kill lands mid-run.
+        // Somewhere inside what is left of the run, by progress (problems complete in the
+        // journal), never by time: a loaded machine only makes the wait longer.
+        let lines = || {
+            std::fs::read_to_string(out.join("journal.jsonl"))
+                .unwrap_or_default()
+                .matches('\n')
+                .count()
+        };
+        let before = lines();
+        if before >= 398 {
+            // Too little left to land a kill inside: start over.
+            child.kill().unwrap();
+            child.wait().unwrap();
+            std::fs::remove_dir_all(&out).unwrap();
+            continue;
+        }
+        let target = before + 1 + (rng.next_f64() * (398 - before) as f64) as usize;
+        let finished = loop {
+            if child.try_wait().unwrap().is_some() {
+                break true;
+            }
+            if lines() >= target {
+                break false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        if finished {
+            // It finished between two looks at the journal: start over so every kill lands
+            // mid-run.
             finished_early += 1;
-            assert!(finished_early < 10, "runs finish too fast to kill");
+            assert!(
+                finished_early < 50,
+                "runs keep finishing before their kill point"
+            );
             std::fs::remove_dir_all(&out).unwrap();
             continue;
         }

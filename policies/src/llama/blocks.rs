@@ -149,9 +149,14 @@ impl Llama {
             )));
         }
         let (b, t) = self.check(tokens, cache)?;
-        if lora.is_none()
-            && let Some(host) = &self.host
-        {
+        if let Some(host) = &self.host {
+            if lora.is_some() {
+                return Err(Error::Model(
+                    "LoRA adapters run on the tensor decoder: load the model with f32 weights \
+                     (`--weights f32`)"
+                        .into(),
+                ));
+            }
             return self.trunk_host(host, tokens, cache, last_only);
         }
         let start = cache.len;
@@ -297,6 +302,12 @@ impl Llama {
         if b == 0 || t == 0 || tokens.iter().any(|s| s.len() != t) {
             return Err(bad(
                 "forward needs a non-empty batch of equal-length sequences".into(),
+            ));
+        }
+        if cache.host.is_some() != self.host.is_some() {
+            return Err(bad(
+                "a KV cache from another model (caches come from `new_cache` of the same model)"
+                    .into(),
             ));
         }
         if b != cache.batch() {

@@ -7,7 +7,10 @@
 //! It computes what [`Llama::trunk`] computes, in the same order; `tests/suite/quantized.rs`
 //! checks the two against each other on the same int8 weights.
 
+use super::cache::HostRow;
 use super::*;
+use ponder_kernels::{Segment, attend};
+use rayon::prelude::*;
 
 /// The host-side parameters besides the int8 matrices: norms, biases, rotary tables.
 #[derive(Debug)]
@@ -98,17 +101,26 @@ impl Llama {
             self.cfg.n_kv_heads,
         );
         let (half, kvd, rep) = (hd / 2, nkv * hd, nh / nkv);
-        let start = cache.len;
         let Weight::Quant(embed) = &self.embed else {
-            return Err(Error::Model("the host decoder needs int8 weights".into()));
+            return Err(Error::Model(
+                "the host decoder needs quantised weights".into(),
+            ));
+        };
+        let Some(rows) = cache.host.as_mut() else {
+            return Err(Error::Model(
+                "a tensor KV cache given to the host decoder (caches come from `new_cache` of \
+                 the same model)"
+                    .into(),
+            ));
         };
         let ids: Vec<usize> = tokens.iter().flatten().map(|&i| i as usize).collect();
         let mut x = embed
             .gather(&ids)
             .map_err(|e| Error::Model(e.to_string()))?;
+        // Each row's own link, ready to take the new tokens (shared prefixes stay untouched).
+        let mut rows: Vec<&mut HostRow> = rows.iter_mut().map(HostRow::for_append).collect();
         // Position of token i of row r: after its real (unpadded) prefix.
-        let pos = |r: usize, i: usize| start - cache.pad[r] + i;
-        let mask = self.mask(cache, t);
+        let before: Vec<usize> = rows.iter().map(|r| r.total).collect();
         // The softmax scale, folded into the queries.
         let scale = 1.0 / (hd as f32).sqrt();
         let rotate = |v: &mut [f32], p: usize| {
@@ -126,12 +138,8 @@ impl Llama {
                 v[c] = x0 * sin[i] + x1 * cos[i];
             }
         };
-        for ((layer, hl), (kc, vc)) in self
-            .layers
-            .iter()
-            .zip(&host.layers)
-            .zip(cache.layers.iter_mut())
-        {
+        let mut scores = Vec::new();
+        for (li, (layer, hl)) in self.layers.iter().zip(&host.layers).enumerate() {
             let h = rms_norm(&x, &hl.attn_norm, self.cfg.rms_eps);
             let mut qkv = project(&layer.wqkv, &h, n)?;
             let width = d + 2 * kvd;
@@ -140,58 +148,65 @@ impl Llama {
                     row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
                 }
             }
-            // Q `[b, nh, t, hd]` (rotated, scaled), K and V `[b, nkv, t, hd]` (K rotated).
-            let mut q = vec![0f32; n * d];
-            let mut k = vec![0f32; n * kvd];
-            let mut v = vec![0f32; n * kvd];
-            for r in 0..b {
+            // Rotate Q (and scale it) and K in place; append K and V to each row's link.
+            for (r, row) in rows.iter_mut().enumerate() {
+                let (ks, vs) = &mut row.own[li];
                 for i in 0..t {
-                    let row = &qkv[(r * t + i) * width..(r * t + i + 1) * width];
-                    let p = pos(r, i);
+                    let at = (r * t + i) * width;
+                    let p = before[r] + i;
+                    let qkv_row = &mut qkv[at..at + width];
+                    for q in qkv_row[..d].chunks_exact_mut(hd) {
+                        rotate(q, p);
+                        q.iter_mut().for_each(|e| *e *= scale);
+                    }
+                    for k in qkv_row[d..d + kvd].chunks_exact_mut(hd) {
+                        rotate(k, p);
+                    }
+                    ks.extend_from_slice(&qkv_row[d..d + kvd]);
+                    vs.extend_from_slice(&qkv_row[d + kvd..]);
+                }
+            }
+            // Attention, each query head over its key/value head (heads h·rep..h·rep+rep share
+            // head h), each new token over its row's positions up to its own.
+            let mut attn = vec![0f32; n * d];
+            let qkv = &qkv;
+            let (before, rows_ref) = (&before, &rows);
+            let one_row = |r: usize, out_rows: &mut [f32], scores: &mut Vec<f32>| {
+                let segments: Vec<Segment<'_>> = rows_ref[r]
+                    .links()
+                    .into_iter()
+                    .map(|link| Segment {
+                        keys: &link.own[li].0,
+                        values: &link.own[li].1,
+                    })
+                    .collect();
+                for (i, out) in out_rows.chunks_exact_mut(d).enumerate() {
+                    let at = r * t + i;
+                    let q = &qkv[at * width..at * width + d];
                     for hh in 0..nh {
-                        let dst = ((r * nh + hh) * t + i) * hd;
-                        let qv = &mut q[dst..dst + hd];
-                        qv.copy_from_slice(&row[hh * hd..(hh + 1) * hd]);
-                        rotate(qv, p);
-                        qv.iter_mut().for_each(|e| *e *= scale);
-                    }
-                    for hh in 0..nkv {
-                        let dst = ((r * nkv + hh) * t + i) * hd;
-                        let kv = &mut k[dst..dst + hd];
-                        kv.copy_from_slice(&row[d + hh * hd..d + (hh + 1) * hd]);
-                        rotate(kv, p);
-                        v[dst..dst + hd]
-                            .copy_from_slice(&row[d + kvd + hh * hd..d + kvd + (hh + 1) * hd]);
+                        let g = hh / rep;
+                        attend(
+                            &q[hh * hd..(hh + 1) * hd],
+                            &segments,
+                            kvd,
+                            g * hd,
+                            before[r] + i + 1,
+                            &mut out[hh * hd..(hh + 1) * hd],
+                            scores,
+                        );
                     }
                 }
-            }
-            let dev = &self.device;
-            let k: Tensor<4> = Tensor::from_data(TensorData::new(k, [b, nkv, t, hd]), dev);
-            let v: Tensor<4> = Tensor::from_data(TensorData::new(v, [b, nkv, t, hd]), dev);
-            // Heads h·rep..h·rep+rep share key head h: `[b, nh, t, hd]` is `[b, nkv, rep·t, hd]`.
-            let q: Tensor<4> = Tensor::from_data(TensorData::new(q, [b, nkv, rep * t, hd]), dev);
-            let k_all = Tensor::cat(vec![kc.clone(), k], 2);
-            let v_all = Tensor::cat(vec![vc.clone(), v], 2);
-            *kc = k_all.clone();
-            *vc = v_all.clone();
-            let scores = q.matmul(k_all.swap_dims(2, 3));
-            let scores = match &mask {
-                Some(m) => scores.mask_fill(m.clone(), f32::NEG_INFINITY),
-                None => scores,
             };
-            // `[b, nh, t, hd]` back on the host, as rows `[b·t, d]`.
-            let attn = to_vec(softmax(scores, 3).matmul(v_all))?;
-            let mut rows = vec![0f32; n * d];
-            for r in 0..b {
-                for hh in 0..nh {
-                    for i in 0..t {
-                        let src = ((r * nh + hh) * t + i) * hd;
-                        let dst = (r * t + i) * d + hh * hd;
-                        rows[dst..dst + hd].copy_from_slice(&attn[src..src + hd]);
-                    }
-                }
+            if b > 1 {
+                // Rows in parallel: each writes its own `t` output rows.
+                attn.par_chunks_mut(t * d)
+                    .enumerate()
+                    .for_each_init(Vec::new, |scores, (r, out)| one_row(r, out, scores));
+            } else {
+                one_row(0, &mut attn, &mut scores);
             }
-            let o = project(&layer.wo, &rows, n)?;
+            let rows_out = attn;
+            let o = project(&layer.wo, &rows_out, n)?;
             x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
             let h = rms_norm(&x, &hl.ffn_norm, self.cfg.rms_eps);
             let gu = project(&layer.w_gate_up, &h, n)?;
@@ -206,7 +221,11 @@ impl Llama {
             let down = project(&layer.w_down, &act, n)?;
             x.iter_mut().zip(&down).for_each(|(x, o)| *x += o);
         }
-        cache.len = start + t;
+        for row in rows {
+            row.own_len += t;
+            row.total += t;
+        }
+        cache.len += t;
         let (x, rows) = if last_only && t > 1 {
             let mut last = Vec::with_capacity(b * d);
             for r in 0..b {

@@ -223,6 +223,15 @@ impl Llama {
 
     /// An empty cache for `batch` sequences.
     pub fn new_cache(&self, batch: usize) -> KvCache {
+        if self.host.is_some() {
+            let row = Arc::new(cache::HostRow::empty(self.cfg.n_layers));
+            return KvCache {
+                layers: Vec::new(),
+                host: Some(vec![row; batch]),
+                len: 0,
+                pad: vec![0; batch],
+            };
+        }
         let hd = self.cfg.head_dim();
         let dtype = self.dtype();
         let empty = || {
@@ -235,6 +244,7 @@ impl Llama {
         };
         KvCache {
             layers: (0..self.cfg.n_layers).map(|_| (empty(), empty())).collect(),
+            host: None,
             len: 0,
             pad: vec![0; batch],
         }

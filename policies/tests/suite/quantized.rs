@@ -137,3 +137,42 @@ fn int8_needs_a_plain_cpu_device() {
     let half = dense().cast(DType::F16).unwrap();
     assert!(half.quantized(Format::Q8).is_err());
 }
+
+#[test]
+fn shared_prefixes_stay_untouched_by_continuations() {
+    // A cached prefix (as the step policy keeps one per tree node) decoded further by several
+    // continuations, batched and alone: the prefix gives the same logits afterwards, and a
+    // continuation decoded in a batch equals the same one decoded alone.
+    let q = dense().quantized(Format::Q8).unwrap();
+    let mut prefix = q.new_cache(1);
+    q.forward_last(&[vec![4, 5, 6, 7]], &mut prefix).unwrap();
+    let next = |c: &mut KvCache, tok: u32| values(q.forward_last(&[vec![tok]], c).unwrap());
+    let first = next(&mut prefix.clone(), 9);
+    let mut batch = prefix.repeat(3);
+    let mut out = Vec::new();
+    for step in 0..4u32 {
+        out.push(values(
+            q.forward_last(
+                &[vec![10 + step], vec![20 + step], vec![30 + step]],
+                &mut batch,
+            )
+            .unwrap(),
+        ));
+    }
+    assert_eq!(
+        next(&mut prefix.clone(), 9),
+        first,
+        "the shared prefix changed"
+    );
+    let mut alone = prefix.clone();
+    let v = q.config().vocab;
+    for (step, row) in out.iter().enumerate() {
+        let l = next(&mut alone, 20 + step as u32);
+        assert_close(&l, &row[v..2 * v], 1e-5, "row 1 of the batch against alone");
+    }
+    // Rows leave the batch and the rest go on.
+    let mut rest = batch.select_rows(&[2]);
+    let a = next(&mut rest, 40);
+    assert_eq!(a.len(), v);
+    assert_eq!(rest.len(), prefix.len() + 5);
+}
