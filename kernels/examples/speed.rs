@@ -1,4 +1,11 @@
-use ponder_kernels::{Format, Isa, QMatrix};
+use ponder_kernels::{Activations, Format, Isa, QMatrix};
+fn act() -> Activations {
+    if std::env::var_os("INT8").is_some() {
+        Activations::Int8
+    } else {
+        Activations::F32
+    }
+}
 fn fmt() -> Format {
     if std::env::var_os("Q4").is_some() {
         Format::Q4
@@ -13,7 +20,7 @@ fn main() {
         let x = vec![1.0f32; 576];
         let t = Instant::now();
         for _ in 0..50 {
-            std::hint::black_box(head.matmul_t_at(Isa::Avx2, &x, 1).unwrap());
+            std::hint::black_box(head.matmul_t_full(Isa::Avx2, &x, 1, act()).unwrap());
         }
         let s = t.elapsed().as_secs_f64() / 50.0;
         println!(
@@ -40,9 +47,15 @@ fn main() {
             let reps = 10;
             for _ in 0..reps {
                 for m in &mats {
-                    std::hint::black_box(m.matmul_t_at(isa, &vec![1.0; n * m.cols()], n).unwrap());
+                    std::hint::black_box(
+                        m.matmul_t_full(isa, &vec![1.0; n * m.cols()], n, act())
+                            .unwrap(),
+                    );
                 }
-                std::hint::black_box(head.matmul_t_at(isa, &vec![1.0; n * 576], n).unwrap());
+                std::hint::black_box(
+                    head.matmul_t_full(isa, &vec![1.0; n * 576], n, act())
+                        .unwrap(),
+                );
             }
             let s = t.elapsed().as_secs_f64() / reps as f64;
             println!(

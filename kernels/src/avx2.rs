@@ -9,7 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::matrix::{BLOCK, QMatrix, Row};
+use crate::matrix::{BLOCK, Prepared, QMatrix, Row};
 
 /// Activation rows per pass over the weights (64 rows of 1536 f32 = 384 KB).
 const ACT_BLOCK: usize = 64;
@@ -34,8 +34,7 @@ fn widen(q: &[i8]) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))
 }
 
-/// The low 8 bytes of `b` (unsigned) as f32. (A function, not a closure: closures do not
-/// inherit `target_feature`.)
+/// The low 8 bytes of `b` (unsigned) as f32.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn widen_u8(b: __m128i) -> __m256 {
@@ -93,6 +92,47 @@ fn nibbles16(q: &[u8]) -> (__m128i, __m128i) {
         _mm_and_si128(v, mask),
         _mm_and_si128(_mm_srli_epi16::<4>(v), mask),
     )
+}
+
+/// One 4-bit row times one activation row quantised to int8 blocks (`a`, scales `sa`; `sums`
+/// the f32 block sums for the minimums): `maddubs` multiplies the unsigned nibbles by the
+/// signed bytes and adds pairs in i16 (at most 2 · 15 · 127 = 3810: no overflow), `madd` adds
+/// those pairs in i32.
+#[target_feature(enable = "avx2,fma")]
+fn dot_q4_i8(
+    nibbles: &[u8],
+    scales: &[f32],
+    mins: &[f32],
+    a: &[i8],
+    sa: &[f32],
+    sums: &[f32],
+) -> f32 {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let nb = scales.len();
+    let block = |b: usize| -> (__m256, f32) {
+        let (lo, hi) = nibbles16(&nibbles[b * (BLOCK / 2)..]);
+        let a = &a[b * BLOCK..(b + 1) * BLOCK];
+        // SAFETY: `a` holds 32 bytes (sliced above); `loadu` has no alignment requirement.
+        let x = unsafe { _mm256_loadu_si256(a.as_ptr().cast()) };
+        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set_m128i(hi, lo), x), ones);
+        (_mm256_cvtepi32_ps(p), scales[b] * sa[b])
+    };
+    let mut b = 0;
+    while b + 2 <= nb {
+        let (p0, d0) = block(b);
+        let (p1, d1) = block(b + 1);
+        acc0 = _mm256_fmadd_ps(p0, _mm256_set1_ps(d0), acc0);
+        acc1 = _mm256_fmadd_ps(p1, _mm256_set1_ps(d1), acc1);
+        b += 2;
+    }
+    if b < nb {
+        let (p0, d0) = block(b);
+        acc0 = _mm256_fmadd_ps(p0, _mm256_set1_ps(d0), acc0);
+    }
+    let offsets: f32 = mins.iter().zip(sums).map(|(m, s)| m * s).sum();
+    hsum(_mm256_add_ps(acc0, acc1)) + offsets
 }
 
 /// Widens a row's blocks into f32.
@@ -193,16 +233,28 @@ fn tile<const R: usize, const C: usize>(
 
 /// Output rows `r0..r0 + out.len() / n` of `W · xᵀ`, `out` `[rows, n]`.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) fn rows(m: &QMatrix, r0: usize, x: &[f32], sums: &[f32], n: usize, out: &mut [f32]) {
+pub(crate) fn rows(m: &QMatrix, r0: usize, prep: &Prepared<'_>, out: &mut [f32]) {
+    let (x, n, sums) = (prep.x, prep.n, prep.sums);
     if n == 1 {
         for (i, o) in out.iter_mut().enumerate() {
-            *o = match m.row(r0 + i) {
-                Row::Q8 { quants, scales } => dot_q8(quants, scales, x),
-                Row::Q4 {
-                    nibbles,
-                    scales,
-                    mins,
-                } => dot_q4(nibbles, scales, mins, x, sums),
+            *o = match (m.row(r0 + i), prep.int8) {
+                (Row::Q8 { quants, scales }, _) => dot_q8(quants, scales, x),
+                (
+                    Row::Q4 {
+                        nibbles,
+                        scales,
+                        mins,
+                    },
+                    Some((a, sa)),
+                ) => dot_q4_i8(nibbles, scales, mins, a, sa, sums),
+                (
+                    Row::Q4 {
+                        nibbles,
+                        scales,
+                        mins,
+                    },
+                    None,
+                ) => dot_q4(nibbles, scales, mins, x, sums),
             };
         }
         return;
@@ -306,8 +358,8 @@ pub(crate) fn attend(
     out: &mut [f32],
     scores: &mut Vec<f32>,
 ) {
-    // The loops of `attention::attend_with`, written out: its closures would not inherit
-    // `target_feature`, and these dot products are the hot part.
+    // The loops of `attention::attend_with`, written out with the 8-lane dot products (passed
+    // as closures to the portable function they would not be inlined there).
     let hd = q.len();
     scores.clear();
     'outer: for s in segments {

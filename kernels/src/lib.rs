@@ -33,7 +33,7 @@ mod matrix;
 pub mod simd;
 
 pub use attention::{Segment, attend};
-pub use matrix::{BLOCK, Format, QMatrix};
+pub use matrix::{Activations, BLOCK, Format, QMatrix};
 pub use simd::Isa;
 
 /// Result alias for the kernels crate.

@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 
 use crate::kernel;
-use crate::matrix::QMatrix;
+use crate::matrix::{Prepared, QMatrix};
 
 /// An instruction-set level the kernels are built for, narrowest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,27 +55,15 @@ fn detect() -> Isa {
 const BASELINE_FMA: bool = cfg!(any(target_arch = "aarch64", target_feature = "fma"));
 
 /// Rows `r0..` of `W · xᵀ` into `out` with the build for `isa`, capped at [`Isa::best`].
-/// `sums` are the block sums of `x` for 4-bit rows at batch 1 (empty otherwise).
-pub(crate) fn rows(
-    isa: Isa,
-    m: &QMatrix,
-    r0: usize,
-    x: &[f32],
-    sums: &[f32],
-    n: usize,
-    out: &mut [f32],
-) {
+pub(crate) fn rows(isa: Isa, m: &QMatrix, r0: usize, prep: &Prepared<'_>, out: &mut [f32]) {
     match isa.min(Isa::best()) {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
             // SAFETY: the level is capped at `Isa::best()`, which is `Avx2` only when the CPU
             // reported avx2 and fma at run time.
-            unsafe { crate::avx2::rows(m, r0, x, sums, n, out) }
+            unsafe { crate::avx2::rows(m, r0, prep, out) }
         }
-        _ => {
-            let _ = sums;
-            kernel::rows::<BASELINE_FMA>(m, r0, x, n, out)
-        }
+        _ => kernel::rows::<BASELINE_FMA>(m, r0, prep.x, prep.n, out),
     }
 }
 

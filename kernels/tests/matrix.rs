@@ -175,3 +175,42 @@ proptest! {
         check(rows, blocks, n, seed);
     }
 }
+
+#[test]
+fn int8_activations_stay_within_their_bound() {
+    use ponder_kernels::Activations;
+    for (rows, blocks, seed) in [
+        (300usize, 18usize, 1u64),
+        (64, 48, 2),
+        (9, 1, 3),
+        (33, 7, 4),
+    ] {
+        let cols = blocks * BLOCK;
+        let w = values(rows * cols, seed);
+        let x = values(cols, seed + 9);
+        for format in [Format::Q8, Format::Q4] {
+            let m = QMatrix::quantize(rows, cols, &w, format).unwrap();
+            let exact = m.matmul_t(&x, 1).unwrap();
+            let got = m.matmul_t_with(&x, 1, Activations::Int8).unwrap();
+            for r in 0..rows {
+                // Σ_k d_block · q_k · max|x_block| / 254, with q_k <= 15 for 4-bit weights.
+                let bound: f32 = (0..blocks)
+                    .map(|b| {
+                        let blk = &w[r * cols + b * BLOCK..r * cols + (b + 1) * BLOCK];
+                        let lo = blk.iter().copied().fold(f32::INFINITY, f32::min);
+                        let hi = blk.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        let xb = &x[b * BLOCK..(b + 1) * BLOCK];
+                        let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+                        (hi - lo) * BLOCK as f32 * amax / 254.0
+                    })
+                    .sum();
+                let err = (got[r] - exact[r]).abs();
+                match format {
+                    // int8 weights multiply f32 activations either way.
+                    Format::Q8 => assert_eq!(got[r], exact[r]),
+                    _ => assert!(err <= bound * 1.001 + 1e-5, "row {r}: {err} > {bound}"),
+                }
+            }
+        }
+    }
+}

@@ -9,7 +9,7 @@
 
 use super::cache::HostRow;
 use super::*;
-use ponder_kernels::{Segment, attend};
+use ponder_kernels::{Activations, Segment, attend};
 use rayon::prelude::*;
 
 /// The host-side parameters besides the int8 matrices: norms, biases, rotary tables.
@@ -64,12 +64,14 @@ fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
     out
 }
 
-/// The int8 product `h · Wᵀ` as `[n, out]` rows (the kernels give `[out, n]`).
-fn project(w: &Weight, h: &[f32], n: usize) -> Result<Vec<f32>> {
+/// The quantised product `h · Wᵀ` as `[n, out]` rows (the kernels give `[out, n]`).
+fn project(w: &Weight, h: &[f32], n: usize, act: Activations) -> Result<Vec<f32>> {
     let Weight::Quant(m) = w else {
         return Err(Error::Model("the host decoder needs int8 weights".into()));
     };
-    let y = m.matmul_t(h, n).map_err(|e| Error::Model(e.to_string()))?;
+    let y = m
+        .matmul_t_with(h, n, act)
+        .map_err(|e| Error::Model(e.to_string()))?;
     if n == 1 {
         return Ok(y);
     }
@@ -141,7 +143,7 @@ impl Llama {
         let mut scores = Vec::new();
         for (li, (layer, hl)) in self.layers.iter().zip(&host.layers).enumerate() {
             let h = rms_norm(&x, &hl.attn_norm, self.cfg.rms_eps);
-            let mut qkv = project(&layer.wqkv, &h, n)?;
+            let mut qkv = project(&layer.wqkv, &h, n, self.activations)?;
             let width = d + 2 * kvd;
             if let Some(bias) = &hl.bqkv {
                 for row in qkv.chunks_exact_mut(width) {
@@ -206,10 +208,10 @@ impl Llama {
                 one_row(0, &mut attn, &mut scores);
             }
             let rows_out = attn;
-            let o = project(&layer.wo, &rows_out, n)?;
+            let o = project(&layer.wo, &rows_out, n, self.activations)?;
             x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
             let h = rms_norm(&x, &hl.ffn_norm, self.cfg.rms_eps);
-            let gu = project(&layer.w_gate_up, &h, n)?;
+            let gu = project(&layer.w_gate_up, &h, n, self.activations)?;
             let ffn = self.cfg.ffn;
             let mut act = vec![0f32; n * ffn];
             for (a, row) in act.chunks_exact_mut(ffn).zip(gu.chunks_exact(2 * ffn)) {
@@ -218,7 +220,7 @@ impl Llama {
                     *a = g / (1.0 + (-g).exp()) * u;
                 }
             }
-            let down = project(&layer.w_down, &act, n)?;
+            let down = project(&layer.w_down, &act, n, self.activations)?;
             x.iter_mut().zip(&down).for_each(|(x, o)| *x += o);
         }
         for row in rows {

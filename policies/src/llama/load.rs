@@ -195,6 +195,7 @@ impl Llama {
             cos,
             sin,
             host: None,
+            activations: ponder_kernels::Activations::F32,
         })
     }
 }

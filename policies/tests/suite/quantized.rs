@@ -7,7 +7,7 @@ use std::path::Path;
 
 use burn::prelude::*;
 use burn::tensor::DType;
-use ponder_kernels::Format;
+use ponder_kernels::{Activations, Format};
 use ponder_policies::gguf::Gguf;
 use ponder_policies::llama::{KvCache, Llama};
 use ponder_testkit::tiny_llama::tiny_llama_gguf;
@@ -49,7 +49,10 @@ fn run_both(a: &Llama, b: &Llama, tol: f32) {
 #[test]
 fn host_decoder_matches_the_tensor_decoder_on_the_same_weights() {
     for format in [Format::Q8, Format::Q4] {
-        let q = dense().quantized(format).unwrap();
+        let q = dense()
+            .quantized(format)
+            .unwrap()
+            .with_activations(Activations::F32);
         assert_eq!(q.quantization(), Some(format));
         // The same quantised weights, dequantised into tensors: the tensor decoder's path.
         let same = q.cast(DType::F32).unwrap();
@@ -92,7 +95,10 @@ fn quantised_models_stay_close_to_the_f32_model() {
 
 #[test]
 fn padded_batches_and_hidden_states_match() {
-    let q = dense().quantized(Format::Q4).unwrap();
+    let q = dense()
+        .quantized(Format::Q4)
+        .unwrap()
+        .with_activations(Activations::F32);
     let same = q.cast(DType::F32).unwrap();
     // Two sequences of different lengths joined into one left-padded batch, then decoded.
     let join = |m: &Llama| -> (KvCache, Vec<f32>) {
