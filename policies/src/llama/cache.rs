@@ -4,7 +4,7 @@ use super::*;
 
 /// Keys and values of every layer for one batch of sequences: `[batch, kv_heads, len, head_dim]`
 /// tensors, or (for a model on quantised weights, whose decoder runs on the host) one
-/// [`HostRow`] per sequence.
+/// `HostRow` per sequence.
 ///
 /// Rows may hold sequences of different lengths: a shorter one is padded on the left, and
 /// `pad[r]` says how many of row `r`'s leading positions are padding (masked out of attention and
