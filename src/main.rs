@@ -49,5 +49,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Dpo(a) => cli::commands::dpo::run(a, quiet),
         Command::Iterate(a) => cli::commands::iterate::run(a, quiet),
         Command::Merge(a) => cli::commands::merge::run(a, quiet),
+        Command::View(a) => cli::commands::view::run(a, quiet),
     }
 }

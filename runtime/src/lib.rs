@@ -22,6 +22,7 @@ pub mod models;
 pub mod searcher;
 #[cfg(feature = "local")]
 pub mod train;
+pub mod view;
 
 pub use config::{BackendKind, Config, PolicyKind, Preset, WeightFormat};
 pub use dataset::{DatasetFields, ProblemSource};

@@ -88,6 +88,25 @@ pub(crate) enum Command {
     /// Combine the output folders of sharded or repeated `ponder generate` runs into one:
     /// complete problems only, each once, duplicate records dropped.
     Merge(MergeArgs),
+    /// Draw a search tree (a `search --dump-tree` file, or one tree of `generate
+    /// --dump-trees`' trees.jsonl) as one self-contained HTML page: nodes sized by visits and
+    /// coloured by score, the answer path highlighted, details on click, text search.
+    View(ViewArgs),
+}
+
+/// `ponder view`.
+#[derive(Debug, Args)]
+pub(crate) struct ViewArgs {
+    /// The tree: a JSON file (`ponder search --dump-tree`) or JSONL, one tree per line
+    /// (`ponder generate --dump-trees`).
+    #[arg(value_name = "TREE.json|trees.jsonl")]
+    pub(crate) input: PathBuf,
+    /// The problem whose tree to draw (needed when the file holds several).
+    #[arg(long, value_name = "ID")]
+    pub(crate) problem: Option<String>,
+    /// The HTML file to write.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: PathBuf,
 }
 
 /// `ponder merge`.

@@ -599,3 +599,50 @@ fn eval_compares_methods_at_equal_tokens_and_resumes() {
     assert!(stderr(&bad).contains("budgets"), "{}", stderr(&bad));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn view_draws_a_dumped_tree_as_one_self_contained_page() {
+    let dir = temp_dir("view");
+    let tree = dir.join("tree.json");
+    let o = ponder(&[
+        "-q",
+        "search",
+        "--policy",
+        "synthetic",
+        "--synthetic",
+        "1",
+        "--simulations",
+        "24",
+        "--dump-tree",
+        tree.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let html = dir.join("tree.html");
+    let o = ponder(&[
+        "view",
+        tree.to_str().unwrap(),
+        "--out",
+        html.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = std::fs::read_to_string(&html).unwrap();
+    let dump: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&tree).unwrap()).unwrap();
+    let question = dump["question"].as_str().unwrap();
+    // The data is inline (synthetic questions have nothing the page escapes).
+    assert!(page.contains(question), "{question}");
+    assert!(!page.contains("https://") && !page.contains("<link"));
+    // A tree file that is not one: a clear error naming the field, no page.
+    std::fs::write(&tree, r#"{"problem_id": "x", "question": "q"}"#).unwrap();
+    let bad = dir.join("bad.html");
+    let o = ponder(&[
+        "view",
+        tree.to_str().unwrap(),
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`nodes`"));
+    assert!(!bad.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -12,3 +12,4 @@ pub(crate) mod merge;
 pub(crate) mod problems;
 pub(crate) mod run;
 pub(crate) mod search;
+pub(crate) mod view;
