@@ -37,6 +37,8 @@ pub use ponder_policies as policies;
 pub use ponder_remote as remote;
 pub use ponder_runtime as runtime;
 pub use ponder_runtime::{Config, Searcher};
+#[cfg(feature = "serve")]
+pub use ponder_serve as serve;
 pub use ponder_tasks as tasks;
 #[cfg(feature = "testkit")]
 pub use ponder_testkit as testkit;

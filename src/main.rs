@@ -50,5 +50,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Iterate(a) => cli::commands::iterate::run(a, quiet),
         Command::Merge(a) => cli::commands::merge::run(a, quiet),
         Command::View(a) => cli::commands::view::run(a, quiet),
+        Command::Serve(a) => cli::commands::serve::run(a),
     }
 }

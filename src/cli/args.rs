@@ -88,10 +88,45 @@ pub(crate) enum Command {
     /// Combine the output folders of sharded or repeated `ponder generate` runs into one:
     /// complete problems only, each once, duplicate records dropped.
     Merge(MergeArgs),
+    /// Serve search over an OpenAI-compatible HTTP API (`/v1/chat/completions`,
+    /// `/v1/completions`, `/v1/models`, `/health`): the model and critics load once, every
+    /// request's search shares them and one batcher. `model` picks ponder-mcts, ponder-sc or
+    /// ponder-greedy; `reasoning_effort` the budget; a `ponder` object overrides it.
+    #[command(after_help = POLICY_NOTE)]
+    Serve(ServeArgs),
     /// Draw a search tree (a `search --dump-tree` file, or one tree of `generate
     /// --dump-trees`' trees.jsonl) as one self-contained HTML page: nodes sized by visits and
     /// coloured by score, the answer path highlighted, details on click, text search.
     View(ViewArgs),
+}
+
+/// `ponder serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    pub(crate) flags: SearchFlags,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) host: String,
+    /// Port to bind (0: any free port, printed at start).
+    #[arg(long, default_value_t = 8000)]
+    pub(crate) port: u16,
+    /// Read the bearer token clients must send from this environment variable (never from a
+    /// flag, so it stays out of process lists; never logged).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) api_key_env: Option<String>,
+    /// Searches running at once; more get 429 with Retry-After.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) max_concurrent: usize,
+    /// Most simulations (or samples) one request may ask for.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) max_simulations: u32,
+    /// Wall-time cap of one search, seconds.
+    #[arg(long, default_value_t = 300.0)]
+    pub(crate) max_wall_seconds: f64,
+    /// Largest request body, KiB.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) max_body_kib: usize,
 }
 
 /// `ponder view`.

@@ -12,4 +12,5 @@ pub(crate) mod merge;
 pub(crate) mod problems;
 pub(crate) mod run;
 pub(crate) mod search;
+pub(crate) mod serve;
 pub(crate) mod view;
