@@ -30,7 +30,13 @@ want_path = by_id[tree["answer"]["node"]]["depth"] + 1
 assert nodes == len(tree["nodes"]), (nodes, len(tree["nodes"]))
 assert path == want_path, (path, want_path)
 assert f'data-rendered="{nodes}"' in dom
-print(f"view ok: {nodes} nodes rendered, answer path of {path} highlighted")
+# The pairs `generate` would take from this tree: marked on their nodes.
+pairs = tree.get("pairs", [])
+assert pairs, "the dump carries no preference pairs"
+assert f'data-pairs="{len(pairs)}"' in dom
+chosen = len(re.findall(r'class="pair-chosen"', dom))
+assert chosen == len({p["chosen"] for p in pairs}), (chosen, pairs)
+print(f"view ok: {nodes} nodes rendered, answer path of {path} highlighted, {len(pairs)} pairs marked")
 PY
 if [[ -n $shot ]]; then
   timeout 120 "${chrome[@]}" --screenshot="$shot" --window-size=1280,720 \

@@ -170,6 +170,13 @@ pub struct PairRecord {
     /// Token ids of the prefix steps, when every one of them is known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix_tokens: Option<Vec<u32>>,
+    /// The chosen step's node in the tree (what `trees.jsonl` and `ponder view` show); absent
+    /// in pairs not taken from a tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen_node: Option<u32>,
+    /// The rejected step's node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_node: Option<u32>,
     /// The preferred next step.
     pub chosen: String,
     /// The dispreferred next step.
@@ -346,6 +353,8 @@ pub fn pairs(report: &SearchReport, cfg: &SearchConfig, pc: &PairConfig) -> Vec<
             prompt: format!("{}{}", tree.prompt(), tree.path_text(parent)),
             prefix: tree.path_text(parent),
             prefix_tokens: prefix_tokens(tree, parent),
+            chosen_node: Some(w.0),
+            rejected_node: Some(l.0),
             chosen: sw.text.clone(),
             rejected: sl.text.clone(),
             q_chosen: qw,
@@ -524,6 +533,42 @@ pub struct TreeDump {
     pub stats: crate::search::SearchStats,
     /// Every node, by id.
     pub nodes: Vec<DumpNode>,
+    /// The preference pairs extracted from the tree ([`TreeDump::with_pairs`]; empty unless
+    /// given).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pairs: Vec<DumpPair>,
+}
+
+/// A preference pair, by node ids (what `ponder view` shows on both nodes).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DumpPair {
+    /// The chosen step's node.
+    pub chosen: u32,
+    /// The rejected step's node.
+    pub rejected: u32,
+    /// Q of the chosen step.
+    pub q_chosen: f64,
+    /// Q of the rejected step.
+    pub q_rejected: f64,
+}
+
+impl TreeDump {
+    /// The dump with the pairs `records` took from this tree (those carrying node ids).
+    pub fn with_pairs(mut self, records: &[PairRecord]) -> TreeDump {
+        self.pairs = records
+            .iter()
+            .filter(|r| r.tree_id == self.tree_id)
+            .filter_map(|r| {
+                Some(DumpPair {
+                    chosen: r.chosen_node?,
+                    rejected: r.rejected_node?,
+                    q_chosen: r.q_chosen,
+                    q_rejected: r.q_rejected,
+                })
+            })
+            .collect();
+        self
+    }
 }
 
 /// The full tree as a serialisable value.
@@ -562,6 +607,7 @@ pub fn dump(report: &SearchReport, cfg: &SearchConfig) -> TreeDump {
         answer: report.answer.clone(),
         stats: report.stats,
         nodes,
+        pairs: Vec::new(),
     }
 }
 

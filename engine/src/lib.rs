@@ -49,7 +49,9 @@ pub use critic::{
 };
 pub use error::{BoxError, Error, Result};
 pub use policy::{Boundary, ExpandRequest, Policy, StepRule};
-pub use search::{Answer, SearchReport, SearchStats, StopReason, search};
+pub use search::{
+    Answer, SearchControl, SearchReport, SearchStats, StopReason, search, search_with,
+};
 pub use task::Task;
 pub use tree::{Eval, NodeData, NodeId, NodeStats, PathKey, PathRef, Tree, TreeId};
 pub use types::{Problem, Step};

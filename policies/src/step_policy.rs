@@ -169,6 +169,15 @@ impl LlamaPolicy {
         self.clock.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// How many tokens the policy reads for a task prompt (chat-wrapped if configured): a
+    /// request's `prompt_tokens`.
+    ///
+    /// # Errors
+    /// Text that does not tokenise.
+    pub fn prompt_len(&self, prompt: &str) -> Result<usize> {
+        Ok(self.encode_prompt(prompt)?.len())
+    }
+
     /// The prompt's tokens (chat-wrapped if configured).
     fn prompt_tokens(&self, path: &PathRef<'_>) -> Result<Vec<u32>> {
         self.encode_prompt(path.prompt())

@@ -240,7 +240,7 @@ pub fn generate(
                 if opts.dump_trees {
                     journal
                         .file("trees.jsonl")
-                        .write(&extract::dump(&rep, &cfg.search))?;
+                        .write(&extract::dump(&rep, &cfg.search).with_pairs(&data.pairs))?;
                 }
                 entry.records = [
                     ("pairs.jsonl", data.pairs.len()),

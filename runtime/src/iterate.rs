@@ -303,6 +303,9 @@ pub fn trajectory_pair(rep: &SearchReport) -> Option<PairRecord> {
         prompt: tree.prompt().to_string(),
         prefix: String::new(),
         prefix_tokens: Some(Vec::new()),
+        // Whole solutions, not sibling steps: no step nodes to point at.
+        chosen_node: None,
+        rejected_node: None,
         chosen,
         rejected,
         q_chosen: 1.0,

@@ -19,6 +19,7 @@ pub mod iterate;
 pub mod journal;
 pub mod merge;
 pub mod models;
+pub mod record;
 pub mod searcher;
 #[cfg(feature = "local")]
 pub mod train;

@@ -67,6 +67,103 @@ impl Loaded {
             .map(|c| c.counts())
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
+
+    /// Tokens the policy reads for `question`'s prompt (as the task renders it), when the
+    /// policy is in process; `None` for a served or synthetic one.
+    pub fn prompt_tokens(&self, question: &str) -> Option<u64> {
+        #[cfg(feature = "local")]
+        if let Some(local) = &self.local {
+            let prompt = self.models.task.prompt(&Problem::new("", question));
+            return local.prompt_len(&prompt).ok().map(|n| n as u64);
+        }
+        let _ = question;
+        None
+    }
+
+    /// The models' counters for monitoring: the critics' score caches, the in-process
+    /// policy's KV cache, the remote client's requests.
+    pub fn metrics(&self) -> Vec<Metric> {
+        let (hits, misses) = self.cache_counts();
+        let mut out = vec![
+            Metric::counter(
+                "critic_cache_hits_total",
+                "Critic scores served from the cache.",
+                hits,
+            ),
+            Metric::counter(
+                "critic_cache_misses_total",
+                "Critic scores computed.",
+                misses,
+            ),
+        ];
+        #[cfg(feature = "local")]
+        if let Some(local) = &self.local {
+            let s = local.cache_stats();
+            out.extend([
+                Metric::counter(
+                    "kv_cache_reused_tokens_total",
+                    "Prefix tokens whose keys and values came from the KV cache (hits).",
+                    s.reused,
+                ),
+                Metric::counter(
+                    "kv_cache_computed_tokens_total",
+                    "Tokens run through the model.",
+                    s.computed,
+                ),
+                Metric::counter(
+                    "kv_cache_prefix_tokens_total",
+                    "Prompt and path tokens of every policy request.",
+                    s.prefix,
+                ),
+                Metric::counter(
+                    "kv_cache_evictions_total",
+                    "KV cache entries dropped to stay under the limit.",
+                    s.evicted,
+                ),
+            ]);
+        }
+        if let Some(c) = &self.client {
+            let s = c.stats();
+            out.extend([
+                Metric::counter(
+                    "remote_requests_total",
+                    "HTTP requests to the model server.",
+                    s.attempts,
+                ),
+                Metric::counter("remote_retries_total", "Retried model requests.", s.retries),
+                Metric::counter(
+                    "remote_failures_total",
+                    "Model requests failed for good.",
+                    s.failures,
+                ),
+            ]);
+        }
+        out
+    }
+}
+
+/// One monitoring figure of [`Loaded::metrics`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metric {
+    /// Its name (Prometheus style, without a prefix).
+    pub name: &'static str,
+    /// One line on what it counts.
+    pub help: &'static str,
+    /// A counter (only grows) rather than a gauge.
+    pub counter: bool,
+    /// The value.
+    pub value: f64,
+}
+
+impl Metric {
+    fn counter(name: &'static str, help: &'static str, value: u64) -> Metric {
+        Metric {
+            name,
+            help,
+            counter: true,
+            value: value as f64,
+        }
+    }
 }
 
 /// Loads the models `cfg` names: the LLM policy (in process or served over HTTP) with the math

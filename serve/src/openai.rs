@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -12,11 +13,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ponder_engine::config::Algorithm;
 use ponder_engine::extract::{self, TreeDump};
-use ponder_engine::{Problem, SearchConfig, SearchReport, TreeId};
+use ponder_engine::{Problem, SearchConfig, SearchControl, SearchReport, TreeId};
 use serde_json::{Map, Value, json};
+use tokio::sync::oneshot::error::RecvError;
 
 use crate::App;
 use crate::executor::Job;
+use crate::stream::{self, Shape};
 
 /// A served search: what the request's `model` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,14 +85,21 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({"error": {
+impl ApiError {
+    /// The OpenAI error object.
+    pub(crate) fn body(&self) -> Value {
+        json!({"error": {
             "message": self.message,
             "type": self.kind,
             "param": self.param,
             "code": self.code,
-        }});
+        }})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body();
         let mut r = (self.status, Json(body)).into_response();
         if self.status == StatusCode::TOO_MANY_REQUESTS {
             r.headers_mut()
@@ -237,8 +247,12 @@ fn request_search(
             format!("at most {} on this server", app.cfg.max_simulations),
         ));
     }
-    s.budget.simulations = budget;
-    s.baseline.n = budget;
+    // The budget is simulations for MCTS and samples (or beam width) for the baselines.
+    if s.algorithm == Algorithm::Mcts {
+        s.budget.simulations = budget;
+    } else {
+        s.baseline.n = budget;
+    }
     let cap = app.cfg.max_wall_seconds;
     s.budget.wall_seconds = Some(s.budget.wall_seconds.map_or(cap, |w| w.min(cap)));
     s.validate()
@@ -246,70 +260,182 @@ fn request_search(
     Ok((s, tree))
 }
 
-/// Counts a search as running for as long as it lives.
-struct InFlight<'a>(&'a App);
+/// A request's hold on a search slot: counts it as in flight and, dropped before the search
+/// ends (the client went away), cancels the search.
+pub(crate) struct InFlight {
+    app: Arc<App>,
+    id: u64,
+    control: Arc<SearchControl>,
+    arrived: Instant,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
 
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        // Relaxed: a gauge.
-        self.0.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+impl InFlight {
+    /// Simulations the search has finished.
+    pub(crate) fn simulations(&self) -> u64 {
+        self.control.simulations()
+    }
+
+    /// Notes the answer for `/metrics`: latency from arrival (queueing included), tokens.
+    pub(crate) fn answered(&self, report: &SearchReport) {
+        self.app
+            .counters
+            .answered(self.arrived.elapsed().as_secs_f64(), report.stats.tokens);
     }
 }
 
-/// Runs one search through the executor, or refuses it with 429 at the concurrency limit.
-async fn run(app: &App, question: String, search: SearchConfig) -> Result<SearchReport, ApiError> {
-    // Relaxed: an admission gauge; an occasional extra admission under a race is harmless.
-    if app.counters.in_flight.fetch_add(1, Ordering::Relaxed) >= app.cfg.max_concurrent {
-        app.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-        app.counters.rejected.fetch_add(1, Ordering::Relaxed);
-        return Err(ApiError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            message: format!(
-                "{} searches are running, the server's limit; retry shortly",
-                app.cfg.max_concurrent
-            ),
-            kind: "rate_limit_error",
-            param: None,
-            code: Some("rate_limit_exceeded"),
-        });
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // Harmless after the search ended; stops it when the client left mid-search.
+        self.control.cancel();
+        self.app.live_map().remove(&self.id);
+        // Relaxed: a gauge.
+        self.app.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
-    let _guard = InFlight(app);
-    let id = app.next_id();
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let server_error = |message: String| ApiError {
+}
+
+/// A request waiting for a slot (counted in the queue gauge until it gets one or goes away).
+struct Queued<'a>(&'a App);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        // Relaxed: a gauge.
+        self.0.counters.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn server_error(message: String) -> ApiError {
+    ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         message,
         kind: "server_error",
         param: None,
         code: None,
+    }
+}
+
+fn stopping() -> ApiError {
+    ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: "the server is stopping".into(),
+        kind: "server_error",
+        param: None,
+        code: None,
+    }
+}
+
+/// Takes a search slot: at once, or after waiting in the bounded queue; refuses with 429 when
+/// every slot is taken and the queue is full.
+pub(crate) async fn admit(app: &Arc<App>) -> Result<InFlight, ApiError> {
+    // Relaxed (every load here): gauges and a flag; an off-by-one admission under a race is
+    // harmless, the semaphore itself bounds the searches.
+    if app.stopping.load(Ordering::Relaxed) {
+        return Err(stopping());
+    }
+    let permit = match app.slots.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            if app.counters.queued.fetch_add(1, Ordering::Relaxed) >= app.cfg.max_queue {
+                app.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                app.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                return Err(ApiError {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    message: format!(
+                        "{} searches are running and {} waiting, the server's limits; retry \
+                         shortly",
+                        app.cfg.max_concurrent, app.cfg.max_queue
+                    ),
+                    kind: "rate_limit_error",
+                    param: None,
+                    code: Some("rate_limit_exceeded"),
+                });
+            }
+            let waiting = Queued(app);
+            let p = app
+                .slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| stopping())?;
+            drop(waiting);
+            p
+        }
     };
+    if app.stopping.load(Ordering::Relaxed) {
+        return Err(stopping());
+    }
+    app.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+    let id = app.next_id();
+    let control = Arc::new(SearchControl::default());
+    app.live_map().insert(id, control.clone());
+    Ok(InFlight {
+        app: app.clone(),
+        id,
+        control,
+        arrived: Instant::now(),
+        _permit: permit,
+    })
+}
+
+/// Where a submitted search's result arrives.
+pub(crate) type ReplyHandle = tokio::sync::oneshot::Receiver<Result<SearchReport, String>>;
+
+/// Hands one search to the executor.
+pub(crate) fn submit(
+    app: &App,
+    slot: &InFlight,
+    question: String,
+    search: SearchConfig,
+) -> Result<ReplyHandle, ApiError> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
     app.jobs
         .send(Job {
-            problem: Problem::new(format!("req-{id}"), question),
+            problem: Problem::new(format!("req-{}", slot.id), question),
             search,
-            tree: TreeId(id as u32),
+            tree: TreeId(slot.id as u32),
+            control: slot.control.clone(),
             reply,
         })
         .map_err(|_| server_error("the search executor has stopped".into()))?;
-    let report = answer
-        .await
-        .map_err(|_| server_error("the search was lost".into()))?
-        .map_err(|e| server_error(format!("the search failed: {e}")))?;
-    // Relaxed: a counter.
-    app.counters
-        .tokens
-        .fetch_add(report.stats.tokens, Ordering::Relaxed);
+    Ok(answer)
+}
+
+pub(crate) fn report_of(
+    r: Result<Result<SearchReport, String>, RecvError>,
+) -> Result<SearchReport, ApiError> {
+    r.map_err(|_| server_error("the search was lost".into()))?
+        .map_err(|e| server_error(format!("the search failed: {e}")))
+}
+
+/// Runs one search to its end (or until the request is dropped, which cancels it).
+async fn run(
+    app: &Arc<App>,
+    question: String,
+    search: SearchConfig,
+) -> Result<SearchReport, ApiError> {
+    let slot = admit(app).await?;
+    let answer = submit(app, &slot, question, search)?;
+    let report = report_of(answer.await)?;
+    slot.answered(&report);
     Ok(report)
 }
 
-/// The chosen solution's text (its steps from the root) and the `ponder` extension field.
-fn solution(
+/// The chosen solution's text (its steps from the root) and the `ponder` extension field;
+/// with `tree`, the dump goes in the field and is kept for `GET /v1/trees/{id}`.
+pub(crate) fn solution(
+    app: &App,
+    id: &str,
     report: &SearchReport,
     search: &SearchConfig,
     profile: Profile,
     tree: bool,
 ) -> (String, Value) {
-    let dump: TreeDump = extract::dump(report, search);
+    let dump: TreeDump = if tree {
+        let pairs = extract::pairs(report, search, &app.extras.output.pairs);
+        extract::dump(report, search).with_pairs(&pairs)
+    } else {
+        extract::dump(report, search)
+    };
     let by_id: std::collections::HashMap<u32, &extract::DumpNode> =
         dump.nodes.iter().map(|n| (n.id, n)).collect();
     let mut steps = Vec::new();
@@ -332,22 +458,44 @@ fn solution(
         "stats": report.stats,
     });
     if tree {
-        ext["tree"] = serde_json::to_value(&dump).unwrap_or(Value::Null);
+        let dump = Arc::new(serde_json::to_value(&dump).unwrap_or(Value::Null));
+        ext["tree"] = (*dump).clone();
+        ext["tree_url"] = format!("/v1/trees/{id}").into();
+        app.keep_tree(id.to_string(), dump);
     }
     (text, ext)
 }
 
-fn usage(report: &SearchReport) -> Value {
-    // Every token the search generated; the prompt is not counted (the engine's policies do
-    // not report it), so `prompt_tokens` is 0.
+/// `usage`: every token the search generated (all its steps, not only the answer's), and the
+/// question's prompt as the policy reads it (0 when the policy cannot count it: a remote or
+/// synthetic one).
+pub(crate) fn usage(report: &SearchReport, prompt_tokens: u64) -> Value {
     json!({
-        "prompt_tokens": 0,
+        "prompt_tokens": prompt_tokens,
         "completion_tokens": report.stats.tokens,
-        "total_tokens": report.stats.tokens,
+        "total_tokens": report.stats.tokens + prompt_tokens,
     })
 }
 
-fn now() -> u64 {
+/// The question's prompt tokens, as the in-process policy encodes it.
+pub(crate) fn prompt_tokens(app: &App, question: &str) -> u64 {
+    app.extras
+        .loaded
+        .as_ref()
+        .and_then(|l| l.prompt_tokens(question))
+        .unwrap_or(0)
+}
+
+/// Whether the request asks for a stream (`stream` must be a boolean).
+fn streams(body: &Map<String, Value>) -> Result<bool, ApiError> {
+    match body.get("stream") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::invalid("stream", "must be true or false")),
+    }
+}
+
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -384,7 +532,7 @@ pub(crate) async fn chat(
 }
 
 async fn chat_inner(
-    app: &App,
+    app: &Arc<App>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -403,17 +551,16 @@ async fn chat_inner(
         .and_then(|m| text_of(&m["content"]))
         .filter(|q| !q.trim().is_empty())
         .ok_or_else(|| ApiError::invalid("messages", "no user message with text content"))?;
-    if body.get("stream").and_then(Value::as_bool) == Some(true) {
-        return Err(ApiError::invalid(
-            "stream",
-            "streaming is not supported by this server yet; send `stream: false`",
-        ));
-    }
     let (search, tree) = request_search(app, profile, &body)?;
+    if streams(&body)? {
+        return stream::respond(app, Shape::Chat, question, search, profile, tree).await;
+    }
+    let prompt_tokens = prompt_tokens(app, &question);
     let report = run(app, question, search.clone()).await?;
-    let (text, ext) = solution(&report, &search, profile, tree);
+    let id = format!("chatcmpl-{}", app.next_id());
+    let (text, ext) = solution(app, &id, &report, &search, profile, tree);
     Ok(Json(json!({
-        "id": format!("chatcmpl-{}", app.next_id()),
+        "id": id,
         "object": "chat.completion",
         "created": now(),
         "model": profile.id(),
@@ -422,7 +569,7 @@ async fn chat_inner(
             "message": {"role": "assistant", "content": text},
             "finish_reason": "stop",
         }],
-        "usage": usage(&report),
+        "usage": usage(&report, prompt_tokens),
         "ponder": ext,
     }))
     .into_response())
@@ -443,7 +590,7 @@ pub(crate) async fn completion(
 }
 
 async fn completion_inner(
-    app: &App,
+    app: &Arc<App>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -465,22 +612,21 @@ async fn completion_inner(
     if question.trim().is_empty() {
         return Err(ApiError::invalid("prompt", "`prompt` is empty"));
     }
-    if body.get("stream").and_then(Value::as_bool) == Some(true) {
-        return Err(ApiError::invalid(
-            "stream",
-            "streaming is not supported by this server yet; send `stream: false`",
-        ));
-    }
     let (search, tree) = request_search(app, profile, &body)?;
+    if streams(&body)? {
+        return stream::respond(app, Shape::Completion, question, search, profile, tree).await;
+    }
+    let prompt_tokens = prompt_tokens(app, &question);
     let report = run(app, question, search.clone()).await?;
-    let (text, ext) = solution(&report, &search, profile, tree);
+    let id = format!("cmpl-{}", app.next_id());
+    let (text, ext) = solution(app, &id, &report, &search, profile, tree);
     Ok(Json(json!({
-        "id": format!("cmpl-{}", app.next_id()),
+        "id": id,
         "object": "text_completion",
         "created": now(),
         "model": profile.id(),
         "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": "stop"}],
-        "usage": usage(&report),
+        "usage": usage(&report, prompt_tokens),
         "ponder": ext,
     }))
     .into_response())
@@ -504,8 +650,155 @@ pub(crate) async fn health(State(app): State<Arc<App>>) -> Response {
         "status": "ok",
         // Relaxed: gauges.
         "in_flight": app.counters.in_flight.load(Ordering::Relaxed),
+        "queued": app.counters.queued.load(Ordering::Relaxed),
+        "searching": app.counters.searching.load(Ordering::Relaxed),
+        "cancelled": app.counters.cancelled.load(Ordering::Relaxed),
         "requests": app.counters.requests.load(Ordering::Relaxed),
         "rejected": app.counters.rejected.load(Ordering::Relaxed),
     }))
     .into_response()
+}
+
+/// `GET /health`'s sibling for monitoring: Prometheus text.
+pub(crate) async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let c = &app.counters;
+    let mut out = String::new();
+    let mut put = |name: &str, kind: &str, help: &str, value: f64| {
+        use std::fmt::Write;
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    // Relaxed (every load): counters and gauges.
+    let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let g = |a: &std::sync::atomic::AtomicUsize| a.load(Ordering::Relaxed) as f64;
+    put(
+        "ponder_requests_total",
+        "counter",
+        "Requests received (any status).",
+        l(&c.requests),
+    );
+    put(
+        "ponder_in_flight",
+        "gauge",
+        "Searches holding a slot.",
+        g(&c.in_flight),
+    );
+    put(
+        "ponder_queue_depth",
+        "gauge",
+        "Requests waiting for a slot.",
+        g(&c.queued),
+    );
+    put(
+        "ponder_searching",
+        "gauge",
+        "Searches running in the executor.",
+        g(&c.searching),
+    );
+    put(
+        "ponder_rejected_total",
+        "counter",
+        "Requests refused with 429.",
+        l(&c.rejected),
+    );
+    put(
+        "ponder_cancelled_total",
+        "counter",
+        "Searches cancelled (client gone or drain deadline).",
+        l(&c.cancelled),
+    );
+    put(
+        "ponder_generated_tokens_total",
+        "counter",
+        "Tokens generated by finished searches.",
+        l(&c.tokens),
+    );
+    put(
+        "ponder_policy_batch_size",
+        "gauge",
+        "Mean rows per policy model call so far.",
+        l(&c.batch_rows_milli) / 1000.0,
+    );
+    put(
+        "ponder_policy_batch_fill",
+        "gauge",
+        "Mean rows per policy call over the largest batch.",
+        l(&c.batch_fill_milli) / 1000.0,
+    );
+    put(
+        "ponder_record_errors_total",
+        "counter",
+        "Finished trees that could not be recorded.",
+        l(&c.record_errors),
+    );
+    if let Some(r) = &app.extras.recorder {
+        put(
+            "ponder_recorded_trees_total",
+            "counter",
+            "Trees recorded by --record.",
+            r.recorded() as f64,
+        );
+    }
+    let s = c.recent();
+    put(
+        "ponder_generated_tokens_per_second",
+        "gauge",
+        "Tokens per second of the answers of the last minute.",
+        s.tokens_per_second,
+    );
+    if let Some(loaded) = &app.extras.loaded {
+        for m in loaded.metrics() {
+            put(
+                &format!("ponder_{}", m.name),
+                if m.counter { "counter" } else { "gauge" },
+                m.help,
+                m.value,
+            );
+        }
+    }
+    {
+        use std::fmt::Write;
+        let _ = write!(
+            out,
+            "# HELP ponder_request_seconds Latency of answered searches, queueing included (quantiles of the last 2048).\n\
+             # TYPE ponder_request_seconds summary\n\
+             ponder_request_seconds{{quantile=\"0.5\"}} {}\n\
+             ponder_request_seconds{{quantile=\"0.99\"}} {}\n\
+             ponder_request_seconds_sum {}\nponder_request_seconds_count {}\n",
+            s.p50, s.p99, s.seconds_sum, s.count
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// `GET /v1/trees/{id}`: the tree of a recent `return_tree` answer as the `ponder view` page.
+pub(crate) async fn tree_page(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if let Err(e) = authorise(&app, &headers) {
+        return e.into_response();
+    }
+    let Some(tree) = app.tree(&id) else {
+        return ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!(
+                "no tree `{id}`: ask with `\"ponder\": {{\"return_tree\": true}}`; the server \
+                 keeps the latest {}",
+                crate::KEPT_TREES
+            ),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("tree_not_found"),
+        }
+        .into_response();
+    };
+    match ponder_runtime::view::render(&tree) {
+        Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
+        Err(e) => server_error(format!("drawing the tree: {e}")).into_response(),
+    }
 }

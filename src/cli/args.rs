@@ -127,6 +127,23 @@ pub(crate) struct ServeArgs {
     /// Largest request body, KiB.
     #[arg(long, default_value_t = 1024)]
     pub(crate) max_body_kib: usize,
+    /// Requests that may wait for a search slot; more get 429 with Retry-After.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) max_queue: usize,
+    /// On SIGTERM / Ctrl-C, how long searches in flight may go on before they are cancelled
+    /// (each answers with the best its tree holds), seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub(crate) drain_seconds: f64,
+    /// Append every finished tree's pairs, PRM and SFT records to this folder through the
+    /// crash-safe journal `generate` uses (appended to across restarts).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) record: Option<PathBuf>,
+    /// With --record: also write the trees (`trees.jsonl`, what `ponder view` draws).
+    #[arg(long, requires = "record")]
+    pub(crate) record_trees: bool,
+    /// With --record: sync every tree to disk before its journal line (survives an OS crash).
+    #[arg(long, requires = "record")]
+    pub(crate) fsync: bool,
 }
 
 /// `ponder view`.
@@ -694,6 +711,37 @@ pub(crate) enum BenchCommand {
     /// one tree at a time with one request in flight (how peers step a tree) against many trees
     /// and simulations in flight.
     Remote(BenchRemoteArgs),
+    /// `ponder serve` under load: requests/s, p50/p99 latency and tokens/s at each number of
+    /// concurrent clients, against a server started in process with the config's model (or
+    /// against a running one, --url).
+    Serve(Box<BenchServeArgs>),
+}
+
+/// `ponder bench serve`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchServeArgs {
+    #[command(flatten)]
+    pub(crate) problems: ProblemArgs,
+    #[command(flatten)]
+    pub(crate) flags: SearchFlags,
+    /// Concurrent clients, one load level each.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    pub(crate) clients: Vec<usize>,
+    /// Requests per level (default: 4 per client, at least 16).
+    #[arg(long)]
+    pub(crate) requests: Option<u64>,
+    /// The served profile every request names (its budget: --simulations, default 16).
+    #[arg(long, default_value = "ponder-mcts")]
+    pub(crate) profile: String,
+    /// A running server (`host:port`) to load instead of one started in process.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) url: Option<String>,
+    /// With --url: read the bearer token from this environment variable.
+    #[arg(long, value_name = "NAME", requires = "url")]
+    pub(crate) api_key_env: Option<String>,
+    /// Write the levels as JSON here too.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) json: Option<PathBuf>,
 }
 
 /// `ponder bench remote`.

@@ -125,6 +125,8 @@ pub enum StopReason {
     Tokens,
     /// The node limit.
     Nodes,
+    /// Cancelled from outside ([`SearchControl::cancel`]).
+    Cancelled,
 }
 
 impl StopReason {
@@ -134,6 +136,7 @@ impl StopReason {
             StopReason::WallTime => 2,
             StopReason::Tokens => 3,
             StopReason::Nodes => 4,
+            StopReason::Cancelled => 5,
         }
     }
     fn from_code(c: u8) -> Self {
@@ -141,6 +144,7 @@ impl StopReason {
             2 => StopReason::WallTime,
             3 => StopReason::Tokens,
             4 => StopReason::Nodes,
+            5 => StopReason::Cancelled,
             _ => StopReason::Budget,
         }
     }
@@ -171,6 +175,49 @@ pub fn search(
     cfg: &SearchConfig,
     eval: Evaluator<'_>,
 ) -> Result<SearchReport> {
+    search_with(problem, tree_id, cfg, eval, None)
+}
+
+/// Handles on a running search from outside it (a server whose client went away, a progress
+/// display): ask it to stop, read how many simulations it finished.
+#[derive(Debug, Default)]
+pub struct SearchControl {
+    cancel: std::sync::atomic::AtomicBool,
+    simulations: AtomicU64,
+}
+
+impl SearchControl {
+    /// Asks the search to stop: workers finish the simulation in hand, the answer is chosen
+    /// from what the tree holds, and the report says [`StopReason::Cancelled`].
+    pub fn cancel(&self) {
+        // Relaxed: a flag polled between simulations, like the search's own stop.
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`SearchControl::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        // Relaxed: see `cancel`.
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// Simulations finished so far (MCTS; baselines do not report progress).
+    pub fn simulations(&self) -> u64 {
+        // Relaxed: a progress gauge.
+        self.simulations.load(Ordering::Relaxed)
+    }
+}
+
+/// As [`search`], observed and cancellable through `control`.
+///
+/// # Errors
+/// As [`search`].
+pub fn search_with(
+    problem: Problem,
+    tree_id: TreeId,
+    cfg: &SearchConfig,
+    eval: Evaluator<'_>,
+    control: Option<Arc<SearchControl>>,
+) -> Result<SearchReport> {
     cfg.validate()?;
     if cfg.algorithm == Algorithm::Mcts && cfg.scoring.rollouts > 0 {
         // Fast rollouts are scored by the outcome critic: without one (or without a policy to
@@ -195,7 +242,8 @@ pub fn search(
         seed,
         cfg.budget.max_nodes,
     ));
-    let shared = Shared::new(cfg, start);
+    let mut shared = Shared::new(cfg, start);
+    shared.control = control;
     let ctx = Ctx {
         tree: &tree,
         cfg,
@@ -259,6 +307,8 @@ struct Shared {
     stop: AtomicU8,
     error: Mutex<Option<Error>>,
     deadline: Option<Instant>,
+    /// The caller's handle: cancellation and progress.
+    control: Option<Arc<SearchControl>>,
 }
 
 impl Shared {
@@ -274,6 +324,15 @@ impl Shared {
                 .budget
                 .wall_seconds
                 .and_then(|s| start.checked_add(Duration::from_secs_f64(s))),
+            control: None,
+        }
+    }
+
+    /// A simulation finished (progress for the caller's [`SearchControl`]).
+    fn simulated(&self) {
+        if let Some(c) = &self.control {
+            // Relaxed: a progress gauge.
+            c.simulations.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -286,7 +345,14 @@ impl Shared {
 
     fn stopped(&self) -> bool {
         // Relaxed: see `stop`.
-        self.stop.load(Ordering::Relaxed) != 0
+        if self.stop.load(Ordering::Relaxed) != 0 {
+            return true;
+        }
+        if self.control.as_ref().is_some_and(|c| c.is_cancelled()) {
+            self.stop(StopReason::Cancelled);
+            return true;
+        }
+        false
     }
 
     fn stop_reason(&self) -> StopReason {

@@ -137,6 +137,7 @@ fn work(ctx: &Ctx<'_>, root: NodeId, sims: u64) -> SearchStats {
             match simulate(ctx, root, &mut path, &mut tally, &mut local) {
                 Ok(Sim::Done) => {
                     local.simulations += 1;
+                    ctx.shared.simulated();
                     break;
                 }
                 Ok(Sim::Stopped) => break 'tickets,

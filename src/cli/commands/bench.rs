@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use ponder::testkit::bench;
 
 use crate::cli::args::{
-    BenchCommand, BenchLatencyArgs, BenchPolicyArgs, BenchRemoteArgs, BenchTreeArgs,
+    BenchCommand, BenchLatencyArgs, BenchPolicyArgs, BenchRemoteArgs, BenchServeArgs, BenchTreeArgs,
 };
 use ponder::runtime::{Config, PolicyKind};
 
@@ -14,7 +14,104 @@ pub(crate) fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Latency(a) => latency(a),
         BenchCommand::Policy(a) => policy(a),
         BenchCommand::Remote(a) => remote(a),
+        BenchCommand::Serve(a) => serve(*a),
     }
+}
+
+/// `ponder serve` under load at each number of clients: one line per level.
+fn serve(a: BenchServeArgs) -> Result<()> {
+    use ponder::serve::bench::{self as load, Target};
+    let cfg = super::run::resolve_config(&a.flags)?;
+    let problems = match super::run::load_problems(&a.problems)? {
+        Some(p) => p,
+        None if cfg.policy.kind == PolicyKind::Synthetic => {
+            ponder::testkit::synthetic::problems(32, a.problems.level, a.problems.problem_seed)
+        }
+        None => anyhow::bail!(
+            "give the questions to send: --dataset FILE (e.g. fixtures/gsm8k-style.jsonl) or \
+             --synthetic N with --policy synthetic"
+        ),
+    };
+    anyhow::ensure!(
+        !a.clients.is_empty() && a.clients.iter().all(|&c| c > 0),
+        "--clients needs positive numbers"
+    );
+    let budget = a.flags.simulations.unwrap_or(16);
+    let bodies = problems
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "model": a.profile,
+                "messages": [{"role": "user", "content": p.question}],
+                "ponder": {"simulations": budget},
+            })
+        })
+        .collect();
+    let target =
+        match &a.url {
+            Some(addr) => Target::Running {
+                addr: addr
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_string(),
+                api_key: match &a.api_key_env {
+                    Some(name) => Some(std::env::var(name).with_context(|| {
+                        format!("--api-key-env {name}: the variable is not set")
+                    })?),
+                    None => None,
+                },
+            },
+            None => {
+                let searcher = super::run::searcher(&cfg, &problems)?;
+                Target::InProcess(Box::new(load::InProcess {
+                    base: cfg.search.clone(),
+                    batch: cfg.batch.clone(),
+                    models: searcher.models().clone(),
+                    loaded: Some(searcher.loaded().clone()),
+                }))
+            }
+        };
+    let requests = |c: usize| a.requests.unwrap_or((4 * c as u64).max(16));
+    println!(
+        "bench serve: profile={} simulations={budget} policy={} questions={}",
+        a.profile,
+        if a.url.is_some() {
+            "(remote server)".to_string()
+        } else {
+            format!("{:?}", cfg.policy.kind)
+        },
+        problems.len()
+    );
+    let levels = load::run(
+        target,
+        "/v1/chat/completions",
+        bodies,
+        &a.clients,
+        &requests,
+        &mut |l| {
+            let r = &l.load;
+            println!(
+                "clients={:<3} requests={:<4} ok={:<4} errors={:<3} rps={:>8.2} p50={:>8.3}s p99={:>8.3}s tokens/s={:>9.1}{}",
+                r.clients,
+                r.requests,
+                r.ok,
+                r.errors,
+                r.requests_per_second,
+                r.p50,
+                r.p99,
+                r.tokens_per_second,
+                l.batch_size
+                    .map_or(String::new(), |f| format!(" batch={f:.1}"))
+            );
+        },
+    )?;
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&levels)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let failed: u64 = levels.iter().map(|l| l.load.errors).sum();
+    anyhow::ensure!(failed == 0, "{failed} requests were not answered with 200");
+    Ok(())
 }
 
 /// The remote policy over HTTP against the mock server: sequential (one tree, one request in

@@ -59,7 +59,9 @@ pub(crate) fn run(args: SearchArgs, quiet: bool) -> Result<()> {
                         )?;
                     }
                     if let Some(path) = &args.dump_tree {
-                        let dump = extract::dump(&rep, &cfg.search);
+                        // With the pairs `generate` would take from it, for `ponder view`.
+                        let pairs = extract::pairs(&rep, &cfg.search, &cfg.output.pairs);
+                        let dump = extract::dump(&rep, &cfg.search).with_pairs(&pairs);
                         std::fs::write(path, serde_json::to_vec_pretty(&dump)?)
                             .with_context(|| format!("writing {}", path.display()))?;
                     }

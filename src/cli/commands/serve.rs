@@ -20,14 +20,40 @@ pub(crate) fn run(a: ServeArgs) -> Result<()> {
         max_simulations: a.max_simulations,
         max_wall_seconds: a.max_wall_seconds,
         model_name: "ponder".into(),
+        max_queue: a.max_queue,
+        drain_seconds: a.drain_seconds,
     };
     serve_cfg.validate()?;
     let searcher = super::run::searcher(&cfg, &[])?;
-    let app = ponder::serve::App::start(
+    let recorder = match &a.record {
+        Some(dir) => {
+            let about = serde_json::json!({
+                "task": searcher.models().task.name(),
+                "policy": searcher.models().policy.name(),
+                "config": cfg,
+            });
+            let r = ponder::runtime::record::Recorder::open(
+                dir,
+                &cfg.output,
+                a.record_trees,
+                a.fsync,
+                about,
+            )?;
+            tracing::info!(dir = %dir.display(), "recording every finished tree");
+            Some(std::sync::Arc::new(r))
+        }
+        None => None,
+    };
+    let app = ponder::serve::App::start_with(
         serve_cfg,
         cfg.search.clone(),
         cfg.batch.clone(),
         searcher.models().clone(),
+        ponder::serve::Extras {
+            loaded: Some(searcher.loaded().clone()),
+            recorder,
+            output: cfg.output.clone(),
+        },
     )?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
