@@ -51,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &problems,
         &ManyOptions {
             parallel_trees: 4,
-            ids: None,
+            ..ManyOptions::default()
         },
         &mut |_| {},
         &mut |_, p, r| {

@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let searcher = Searcher::new(config)?;
     let opts = ManyOptions {
         parallel_trees: 8,
-        ids: None,
+        ..ManyOptions::default()
     };
     let summary = searcher.search_many(
         &problems,

@@ -186,6 +186,20 @@ impl CriticPanel {
         Ok(self)
     }
 
+    /// Puts a critic in the slot of its kind, replacing the one there (a user's own critic in
+    /// place of a configured one).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the range is empty.
+    pub fn replace(mut self, critic: std::sync::Arc<dyn Critic>) -> Result<Self> {
+        match critic.kind() {
+            CriticKind::Value => self.value = None,
+            CriticKind::Process => self.process = None,
+            CriticKind::Outcome => self.outcome = None,
+        }
+        self.with(critic)
+    }
+
     /// The critic of a kind.
     pub fn get(&self, kind: CriticKind) -> Option<&std::sync::Arc<dyn Critic>> {
         match kind {

@@ -35,6 +35,9 @@ pub struct GenerateOptions {
     pub source: String,
     /// The command line (or other description) that started the run, for the manifest.
     pub command: Vec<String>,
+    /// Cancels the run from outside (a Ctrl-C): trees in flight stop and are not written (their
+    /// problems stay to do, for a resume), no further problem starts.
+    pub control: Option<std::sync::Arc<ponder_engine::SearchControl>>,
 }
 
 /// What a [`generate`] run did.
@@ -204,6 +207,7 @@ pub fn generate(
     let many = ManyOptions {
         parallel_trees: opts.parallel_trees,
         ids: Some(ids.clone()),
+        control: opts.control.clone(),
     };
     let mut record = |i: usize, p: &Problem, r: SearchResult| -> Result<()> {
         let mut entry = Entry {
@@ -222,6 +226,10 @@ pub fn generate(
                 tracing::error!(problem = %p.id, "search failed: {}", chain(&e));
                 entry.status = Status::Failed;
                 entry.error = Some(chain(&e));
+            }
+            Ok(rep) if rep.stop == ponder_engine::StopReason::Cancelled => {
+                // Cut short from outside: not written, so a resume searches it again.
+                return Ok(());
             }
             Ok(rep) => {
                 let data = extract::extract(&rep, &cfg.search, &cfg.output);
@@ -385,6 +393,7 @@ mod tests {
             parallel_trees: 2,
             source: "synthetic test".into(),
             command: vec![],
+            control: None,
         };
         let (searcher, problems) = setup(16);
         let mut seen = 0;

@@ -425,6 +425,7 @@ fn many(parallel_trees: u32) -> ManyOptions {
     ManyOptions {
         parallel_trees,
         ids: None,
+        control: None,
     }
 }
 

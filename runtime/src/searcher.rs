@@ -2,11 +2,13 @@
 //! in flight over one batcher, results handed back in input order, progress through a callback.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ponder_engine::{
-    BatchStats, Batcher, Evaluator, Models, Problem, SearchReport, SearchStats, TreeId, search,
+    BatchStats, Batcher, Evaluator, Models, Problem, SearchControl, SearchReport, SearchStats,
+    TreeId, search_with,
 };
 use serde::Serialize;
 
@@ -91,6 +93,9 @@ pub struct ManyOptions {
     /// Tree id of each problem (`ids[i]` for problem `i`; `i` when absent). The tree id seeds
     /// the search, so a problem keeps its tree whatever else is in the run.
     pub ids: Option<Vec<u32>>,
+    /// Observes and cancels every tree of the run (a caller's Ctrl-C): cancelled searches end
+    /// with what their trees hold, and no further problem is started.
+    pub control: Option<Arc<SearchControl>>,
 }
 
 impl Default for ManyOptions {
@@ -98,6 +103,7 @@ impl Default for ManyOptions {
         ManyOptions {
             parallel_trees: 1,
             ids: None,
+            control: None,
         }
     }
 }
@@ -177,24 +183,38 @@ impl Searcher {
     /// # Errors
     /// A problem the task cannot read, or a policy or critic failure.
     pub fn search(&self, problem: &Problem) -> Result<SearchReport> {
+        self.search_with(problem, None)
+    }
+
+    /// As [`Searcher::search`], observed and cancellable through `control`.
+    ///
+    /// # Errors
+    /// As [`Searcher::search`].
+    pub fn search_with(
+        &self,
+        problem: &Problem,
+        control: Option<Arc<SearchControl>>,
+    ) -> Result<SearchReport> {
         self.check(std::slice::from_ref(problem))?;
         let models = &self.loaded.models;
         let cfg = &self.config;
         if self.uses_batcher(1) {
             Ok(Batcher::run(models, &cfg.batch, |b| {
-                search(
+                search_with(
                     problem.clone(),
                     TreeId(0),
                     &cfg.search,
                     Evaluator::batched(models, b),
+                    control.clone(),
                 )
             })??)
         } else {
-            Ok(search(
+            Ok(search_with(
                 problem.clone(),
                 TreeId(0),
                 &cfg.search,
                 Evaluator::direct(models),
+                control,
             )?)
         }
     }
@@ -227,6 +247,7 @@ impl Searcher {
         let cfg = &self.config;
         let models = &self.loaded.models;
         let ids = opts.ids.as_deref();
+        let control = opts.control.as_ref();
         let mut summary = RunSummary {
             problems: problems.len(),
             ..RunSummary::default()
@@ -243,13 +264,21 @@ impl Searcher {
                     scope.spawn(move || {
                         loop {
                             // Relaxed: a work counter and a stop flag; results travel by channel.
-                            if cancel.load(Ordering::Relaxed) {
+                            if cancel.load(Ordering::Relaxed)
+                                || control.is_some_and(|c| c.is_cancelled())
+                            {
                                 break;
                             }
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             let Some(p) = problems.get(i) else { break };
                             let id = ids.and_then(|ids| ids.get(i).copied()).unwrap_or(i as u32);
-                            let r = search(p.clone(), TreeId(id), &cfg.search, eval);
+                            let r = search_with(
+                                p.clone(),
+                                TreeId(id),
+                                &cfg.search,
+                                eval,
+                                control.cloned(),
+                            );
                             if tx.send((i, r)).is_err() {
                                 break;
                             }

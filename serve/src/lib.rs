@@ -349,21 +349,36 @@ pub async fn serve(
         .local_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
     let drained = app.clone();
+    // The drain deadline's timer, stopped when the server has stopped on its own before it.
+    let timer: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::default();
+    let slot = timer.clone();
     let signal = async move {
         shutdown.await;
         let wait = Duration::from_secs_f64(drained.cfg.drain_seconds);
         tracing::info!(
+            // Relaxed: a gauge for the log.
             in_flight = drained.counters.in_flight.load(Ordering::Relaxed),
             "stopping: draining searches in flight for up to {wait:?}"
         );
-        tokio::spawn(async move {
+        let t = tokio::spawn(async move {
             tokio::time::sleep(wait).await;
             tracing::warn!("drain deadline passed: cancelling the searches still running");
             drained.cancel_all();
         });
+        *slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(t);
     };
-    axum::serve(listener, router(app))
+    let served = axum::serve(listener, router(app))
         .with_graceful_shutdown(signal)
         .await
-        .map_err(|source| Error::Io { addr, source })
+        .map_err(|source| Error::Io { addr, source });
+    if let Some(t) = timer
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    {
+        t.abort();
+    }
+    served
 }

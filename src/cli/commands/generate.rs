@@ -42,6 +42,7 @@ pub(crate) fn run(args: GenerateArgs, quiet: bool) -> Result<()> {
                 )
             }),
         command: std::env::args().collect(),
+        control: None,
     };
     let client = searcher.loaded().client.clone();
     let status = move || {

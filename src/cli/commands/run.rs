@@ -250,6 +250,7 @@ pub(crate) fn run_problems_with(
     let opts = ManyOptions {
         parallel_trees,
         ids: ids.map(<[u32]>::to_vec),
+        control: None,
     };
     let mut sink = |i: usize, p: &Problem, r: SearchResult| {
         if let Err(e) = &r {
