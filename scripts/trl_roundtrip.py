@@ -36,7 +36,7 @@ questions = [
 ]
 t0 = time.time()
 s = ponder.Searcher(a.model, simulations=a.simulations)
-stats = s.generate(questions, os.path.join(out, "gen"), parallel_trees=4)
+stats = s.generate(questions, os.path.join(out, "gen"), parallel_trees=4)  # resumes if there
 t_gen = time.time() - t0
 pairs_path = os.path.join(out, "gen", "pairs.jsonl")
 src = dict(pretrained_model_name_or_path=a.hf) if a.hf else dict(
@@ -47,11 +47,27 @@ print(f"generated: {stats['done']} problems, {len(rows)} pairs in {t_gen:.0f} s"
 if not rows:
     raise SystemExit("no pairs to train on: raise --problems or --simulations")
 model = AutoModelForCausalLM.from_pretrained(**src)
+if not a.hf:
+    # transformers marks a GGUF-loaded model as quantised (and refuses to train or save it)
+    # although it dequantised the weights: copy them into a plain model of the same config.
+    conf = model.config
+    if hasattr(conf, "quantization_config"):
+        del conf.quantization_config
+    plain, ref = AutoModelForCausalLM.from_config(conf), AutoModelForCausalLM.from_config(conf)
+    plain.load_state_dict(model.state_dict())
+    ref.load_state_dict(model.state_dict())
+    model = plain
+else:
+    ref = None
 train = Dataset.from_list(rows)
+import torch  # noqa: E402
+
+cpu = not torch.cuda.is_available()
 cfg = DPOConfig(output_dir=os.path.join(out, "dpo"), num_train_epochs=1, per_device_train_batch_size=4,
-                learning_rate=5e-6, logging_steps=1, report_to=[], save_strategy="no")
+                learning_rate=5e-6, logging_steps=1, report_to=[], save_strategy="no",
+                use_cpu=cpu, bf16=not cpu)
 t1 = time.time()
-trainer = DPOTrainer(model=model, args=cfg, train_dataset=train, processing_class=tok)
+trainer = DPOTrainer(model=model, ref_model=ref, args=cfg, train_dataset=train, processing_class=tok)
 result = trainer.train()
 print(json.dumps({"pairs": len(rows), "train_loss": result.training_loss,
                   "train_seconds": round(time.time() - t1, 1), "out": out}))
