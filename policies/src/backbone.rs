@@ -56,7 +56,7 @@ impl Backbone for LlamaPolicy {
         self.step_features(prompt, steps)
     }
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        self.tokenizer().encode(text)
+        Ok(self.tokenizer().encode(text)?)
     }
     fn chat(&self) -> &ChatTemplate {
         self.tokenizer().chat()

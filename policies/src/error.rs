@@ -18,24 +18,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A GGUF file is malformed or truncated.
-    #[error("{path}: at byte {offset}: {message}")]
-    Gguf {
-        /// The file.
-        path: PathBuf,
-        /// Where reading stopped.
-        offset: u64,
-        /// What was wrong.
-        message: String,
-    },
-    /// A metadata key the loader needs is missing or has the wrong type.
-    #[error("{path}: metadata `{key}` is missing or has the wrong type")]
-    MissingMetadata {
-        /// The file.
-        path: PathBuf,
-        /// The key.
-        key: String,
-    },
     /// A tensor is missing, of an unsupported type, or of the wrong shape.
     #[error("{path}: tensor `{name}`: {message}")]
     Tensor {
@@ -46,9 +28,6 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
-    /// The tokenizer could not be built or used.
-    #[error("tokenizer: {0}")]
-    Tokenizer(String),
     /// The model was given input it cannot run (bad token ids, too long a sequence) or a backend
     /// operation failed.
     #[error("model: {0}")]
@@ -64,6 +43,9 @@ pub enum Error {
     /// A served model (HTTP client, remote policy).
     #[error(transparent)]
     Remote(#[from] ponder_remote::Error),
+    /// A file ponder reads: GGUF, safetensors, tokenizer, model shape, pairs.
+    #[error(transparent)]
+    Format(#[from] ponder_formats::Error),
     /// Chat templates and other model-free parts.
     #[error(transparent)]
     Tasks(#[from] ponder_tasks::Error),

@@ -84,7 +84,7 @@ pub fn load_stored(
             path.display()
         )));
     }
-    Ok(if path.is_dir() {
+    let (model, tokenizer, format) = if path.is_dir() {
         (
             Llama::from_hf_dir(path, device)?,
             Tokenizer::from_hf_dir(path)?,
@@ -97,7 +97,12 @@ pub fn load_stored(
             Tokenizer::from_gguf(&g)?,
             stored_format(&g),
         )
-    })
+    };
+    // A token id past the embedding would index outside it: refused here, at load.
+    tokenizer
+        .check_fits(model.config().vocab)
+        .map_err(|e| crate::Error::Model(format!("{}: {e}", path.display())))?;
+    Ok((model, tokenizer, format))
 }
 
 /// The quantised formats that keep a checkpoint's precision: one for the decoder blocks'

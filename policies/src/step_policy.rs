@@ -189,7 +189,7 @@ impl LlamaPolicy {
         } else {
             prompt.to_string()
         };
-        self.tokenizer.encode(&text)
+        Ok(self.tokenizer.encode(&text)?)
     }
 
     /// The backbone's hidden state after each step of a path given as text (`prompt` as the
@@ -227,7 +227,7 @@ impl LlamaPolicy {
     fn step_tokens(&self, s: &Step) -> Result<Vec<u32>> {
         match &s.tokens {
             Some(t) => Ok(t.clone()),
-            None => self.tokenizer.encode(&s.text),
+            None => Ok(self.tokenizer.encode(&s.text)?),
         }
     }
 

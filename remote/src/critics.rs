@@ -9,10 +9,11 @@
 use std::sync::Arc;
 
 use crate::policy::{Client, Template};
+use crate::wire;
 use ponder_engine::tree::PathRef;
 use ponder_engine::{BoxError, Critic, CriticKind, ScoreRange};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use ponder_tasks::judge::SelfEvalConfig;
 
@@ -63,15 +64,6 @@ impl RemoteCritic {
     }
 }
 
-/// The last number in a JSON value (depth first), for pooling outputs of any nesting.
-fn last_number(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::Array(a) => a.iter().rev().find_map(last_number),
-        _ => None,
-    }
-}
-
 impl Critic for RemoteCritic {
     fn name(&self) -> &str {
         &self.name
@@ -108,32 +100,7 @@ impl Critic for RemoteCritic {
         let range = self.range;
         let format = self.format;
         let scores = self.client.post(&self.path, &body, move |v| {
-            let raw: Vec<Option<f64>> = match format {
-                ScoreFormat::Ponder => v
-                    .get("scores")
-                    .and_then(Value::as_array)
-                    .ok_or("no `scores` array")?
-                    .iter()
-                    .map(Value::as_f64)
-                    .collect(),
-                ScoreFormat::VllmPooling => v
-                    .get("data")
-                    .and_then(Value::as_array)
-                    .ok_or("no `data` array")?
-                    .iter()
-                    .map(|d| d.get("data").and_then(last_number))
-                    .collect(),
-            };
-            if raw.len() != n {
-                return Err(format!("{} scores for {n} paths", raw.len()));
-            }
-            raw.into_iter()
-                .map(|x| match x {
-                    Some(x) if x.is_finite() && range.normalise(x as f32).is_some() => Ok(x as f32),
-                    Some(x) => Err(format!("score {x} outside [{}, {}]", range.lo, range.hi)),
-                    None => Err("a score that is not a number".to_string()),
-                })
-                .collect()
+            wire::scores(v, format, n, range)
         })?;
         Ok(scores)
     }
@@ -184,23 +151,7 @@ impl RemoteJudge {
         });
         let (yes, no) = (self.cfg.yes.clone(), self.cfg.no.clone());
         self.client.post("/completions", &body, move |v| {
-            let top = v
-                .pointer("/choices/0/logprobs/top_logprobs/0")
-                .and_then(Value::as_object)
-                .ok_or("no top_logprobs in the answer")?;
-            let p = |words: &[String]| -> f64 {
-                top.iter()
-                    .filter(|(t, _)| words.iter().any(|w| w.trim() == t.trim()))
-                    .filter_map(|(_, lp)| lp.as_f64())
-                    .map(f64::exp)
-                    .sum()
-            };
-            let (y, n) = (p(&yes), p(&no));
-            Ok(if y + n > 0.0 {
-                (y / (y + n)) as f32
-            } else {
-                0.5
-            })
+            wire::judgement(v, &yes, &no)
         })
     }
 }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
+use crate::wire::{self, Choice};
 use ponder_tasks::chat::ChatTemplate;
 
 /// Which OpenAI endpoint expands steps.
@@ -513,13 +514,7 @@ impl Client {
         let text = resp
             .into_string()
             .map_err(|e| Attempt::Transient(format!("reading the answer: {e}"), None))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| {
-            let head: String = text.chars().take(120).collect();
-            Attempt::Transient(format!("malformed JSON ({e}): {head:?}"), None)
-        })?;
-        if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
-            return Err(Attempt::Transient(format!("server error: {err}"), None));
-        }
+        let v = crate::wire::answer(&text).map_err(|m| Attempt::Transient(m, None))?;
         parse(&v).map_err(|m| Attempt::Transient(format!("unexpected answer: {m}"), None))
     }
 }
@@ -543,18 +538,6 @@ struct Ask<'a> {
     greedy: bool,
     to_end: bool,
     max_tokens: u32,
-}
-
-/// One generated continuation, before the step rule cuts it.
-#[derive(Clone, Debug, Default, PartialEq)]
-struct Choice {
-    text: String,
-    /// Per-token `(text, logprob)`, when the server sent them.
-    tokens: Vec<(String, f32)>,
-    /// The server stopped at one of the stop strings (which it left out of `text`).
-    stopped: bool,
-    /// The server stopped at end of sequence.
-    eos: bool,
 }
 
 /// A policy served over HTTP: each expansion request becomes one request with `n = k` samples;
@@ -664,26 +647,10 @@ impl RemotePolicy {
             let mut body = body.clone();
             body["n"] = json!(want);
             body["seed"] = json!(mix(seed, first as u64) & 0x7fff_ffff_ffff_ffff);
-            let (got, tokens) = self.client.post(path, &body, |v| {
-                let list = v
-                    .get("choices")
-                    .and_then(Value::as_array)
-                    .ok_or("no `choices` array")?;
-                if list.is_empty() || list.len() > want {
-                    return Err(format!("{} choices for n = {want}", list.len()));
-                }
-                let choices = list
-                    .iter()
-                    .map(|c| parse_choice(c, chat, stop_len > 0))
-                    .collect::<std::result::Result<Vec<_>, String>>()?;
-                let used = |k: &str| {
-                    v.pointer(&format!("/usage/{k}"))
-                        .and_then(Value::as_u64)
-                        .unwrap_or(0)
-                };
-                Ok((choices, (used("completion_tokens"), used("prompt_tokens"))))
-            })?;
-            self.client.add_tokens(tokens.0, tokens.1);
+            let (got, usage) = self
+                .client
+                .post(path, &body, |v| wire::choices(v, want, chat, stop_len > 0))?;
+            self.client.add_tokens(usage.completion, usage.prompt);
             if got.len() < want {
                 self.client.short_answer(got.len(), want);
             }
@@ -822,61 +789,6 @@ impl RemotePolicy {
             .map(|c| self.to_step(req, &prefix, c))
             .collect()
     }
-}
-
-/// Reads one entry of `choices`.
-fn parse_choice(c: &Value, chat: bool, has_stops: bool) -> std::result::Result<Choice, String> {
-    let text = if chat {
-        c.pointer("/message/content")
-    } else {
-        c.get("text")
-    }
-    .and_then(Value::as_str)
-    .ok_or("a choice without text")?
-    .to_string();
-    let reason = c.get("finish_reason").and_then(Value::as_str).unwrap_or("");
-    // vLLM says which stop string matched (`stop_reason`: a string) or that the sequence ended
-    // (null, or the id of a stop token); TGI says `stop_sequence` or `eos_token`; servers that
-    // do not say (llama.cpp, Ollama: `stop` for both) are taken to have matched a stop string
-    // when one was asked for. `length` (the token cap) is neither.
-    let (stopped, eos) = match (reason, c.get("stop_reason")) {
-        ("stop", Some(Value::String(_))) | ("stop_sequence", _) => (true, false),
-        ("stop", Some(Value::Null | Value::Number(_))) | ("eos" | "eos_token", _) => (false, true),
-        ("stop", _) => (has_stops, !has_stops),
-        _ => (false, false),
-    };
-    let mut tokens = Vec::new();
-    // Log-probabilities come in two shapes: the chat form `logprobs.content[{token, logprob}]`
-    // (chat answers, and llama.cpp's server for completions too) and the legacy completions
-    // form `logprobs.{tokens, token_logprobs}` (vLLM, llama-cpp-python, OpenAI).
-    if let Some(list) = c.pointer("/logprobs/content").and_then(Value::as_array) {
-        for t in list {
-            let s = t.get("token").and_then(Value::as_str).unwrap_or("");
-            let lp = t.get("logprob").and_then(Value::as_f64).unwrap_or(0.0);
-            if !lp.is_finite() {
-                return Err(format!("a non-finite log-probability {lp}"));
-            }
-            tokens.push((s.to_string(), lp as f32));
-        }
-    } else if let (Some(ts), Some(lps)) = (
-        c.pointer("/logprobs/tokens").and_then(Value::as_array),
-        c.pointer("/logprobs/token_logprobs")
-            .and_then(Value::as_array),
-    ) {
-        for (t, lp) in ts.iter().zip(lps) {
-            let lp = lp.as_f64().unwrap_or(0.0);
-            if !lp.is_finite() {
-                return Err(format!("a non-finite log-probability {lp}"));
-            }
-            tokens.push((t.as_str().unwrap_or("").to_string(), lp as f32));
-        }
-    }
-    Ok(Choice {
-        text,
-        tokens,
-        stopped,
-        eos,
-    })
 }
 
 impl Policy for RemotePolicy {

@@ -578,3 +578,70 @@ mod tests {
         assert_eq!(Config::parse(&text, None).unwrap(), c);
     }
 }
+
+#[cfg(test)]
+mod roundtrip {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every numeric leaf of a table, by path.
+    fn leaves(v: &toml::Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, toml::Value)>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, x) in t {
+                    path.push(k.clone());
+                    leaves(x, path, out);
+                    path.pop();
+                }
+            }
+            toml::Value::Float(_) | toml::Value::Integer(_) => out.push((path.clone(), v.clone())),
+            _ => {}
+        }
+    }
+
+    fn set(v: &mut toml::Value, path: &[String], x: toml::Value) {
+        match path {
+            [] => *v = x,
+            [k, rest @ ..] => {
+                if let Some(slot) = v.get_mut(k.as_str()) {
+                    set(slot, rest, x);
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// A preset with any of its numbers changed: either refused with the field named, or
+        /// valid and unchanged through TOML text and back.
+        #[test]
+        fn a_valid_config_survives_toml(
+            mcts_dpo in any::<bool>(),
+            changes in prop::collection::vec((any::<prop::sample::Index>(), -1e3f64..1e3, 0i64..5000), 1..6),
+        ) {
+            let preset = if mcts_dpo { Preset::MctsDpo } else { Preset::Alphallm };
+            let mut v = toml::Value::try_from(Config::from_preset(preset)).unwrap();
+            let mut all = Vec::new();
+            leaves(&v, &mut Vec::new(), &mut all);
+            for (i, f, n) in changes {
+                let (path, old) = &all[i.index(all.len())];
+                let x = match old {
+                    toml::Value::Float(_) => toml::Value::Float(f),
+                    _ => toml::Value::Integer(n),
+                };
+                set(&mut v, path, x);
+            }
+            let text = toml::to_string(&v).unwrap();
+            let Ok(cfg) = Config::parse(&text, None) else { return Ok(()) };
+            match cfg.validate() {
+                Err(e) => prop_assert!(matches!(e, Error::Config { .. }), "{e}"),
+                Ok(()) => {
+                    let again = toml::to_string(&cfg).unwrap();
+                    let back = Config::parse(&again, None).unwrap();
+                    prop_assert_eq!(&cfg, &back, "{}", again);
+                }
+            }
+        }
+    }
+}

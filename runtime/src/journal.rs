@@ -269,3 +269,131 @@ impl Journal {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAMES: [&str; 2] = ["pairs.jsonl", "prm.jsonl"];
+
+    /// Problem `k`'s records: a few lines of each data file, of varying lengths.
+    fn records(k: usize) -> Vec<(&'static str, serde_json::Value)> {
+        (0..k % 3 + 1)
+            .map(|i| {
+                (
+                    "pairs.jsonl",
+                    serde_json::json!({"p": k, "i": i, "pad": "x".repeat(k * 7 % 13)}),
+                )
+            })
+            .chain(std::iter::once((
+                "prm.jsonl",
+                serde_json::json!({"prm": k}),
+            )))
+            .collect()
+    }
+
+    fn entry(k: usize) -> Entry {
+        Entry {
+            problem_id: format!("p{k}"),
+            index: k as u64,
+            status: Status::Ok,
+            error: None,
+            correct: Some(k.is_multiple_of(2)),
+            records: BTreeMap::new(),
+            nodes: 3,
+            tokens: 10,
+            ends: BTreeMap::new(),
+        }
+    }
+
+    /// Writes problems `from..to` through the journal in `dir`.
+    fn write(dir: &Path, from: usize, to: usize, fresh: bool) {
+        let mut j = Journal::open(dir, &NAMES, fresh, false).unwrap();
+        assert_eq!(j.entries.len(), from, "the complete problems are kept");
+        for k in from..to {
+            for (f, r) in records(k) {
+                j.file(f).write(&r).unwrap();
+            }
+            j.commit(entry(k)).unwrap();
+        }
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ponder-journal-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A process killed at any byte of what it writes — records flushed per problem, then the
+    /// problem's journal line — resumes to exactly the files of a run never killed.
+    #[test]
+    fn a_crash_at_any_byte_resumes_to_the_uninterrupted_files() {
+        const N: usize = 6;
+        let reference = scratch("reference");
+        write(&reference, 0, N, true);
+        let content = |dir: &Path, name: &str| std::fs::read(dir.join(name)).unwrap_or_default();
+        // The bytes in the order they reach the files: per problem, its records of each data
+        // file, then its journal line.
+        let mut stream: Vec<(&str, u8)> = Vec::new();
+        let journal = content(&reference, JOURNAL);
+        let (mut at, mut jat) = (BTreeMap::<&str, u64>::new(), 0usize);
+        let (entries, _) = read_entries(&reference.join(JOURNAL)).unwrap();
+        for e in &entries {
+            for name in NAMES {
+                let file = content(&reference, name);
+                let from = at.get(name).copied().unwrap_or(0);
+                let to = e.ends[name];
+                stream.extend(file[from as usize..to as usize].iter().map(|&b| (name, b)));
+                at.insert(name, to);
+            }
+            let end = jat + journal[jat..].iter().position(|&b| b == b'\n').unwrap() + 1;
+            stream.extend(journal[jat..end].iter().map(|&b| (JOURNAL, b)));
+            jat = end;
+        }
+        assert_eq!(jat, journal.len());
+        let crashed = scratch("crashed");
+        for cut in 0..=stream.len() {
+            for name in NAMES.iter().chain(&[JOURNAL]) {
+                let bytes: Vec<u8> = stream[..cut]
+                    .iter()
+                    .filter(|(n, _)| n == name)
+                    .map(|&(_, b)| b)
+                    .collect();
+                std::fs::write(crashed.join(name), bytes).unwrap();
+            }
+            let done = stream[..cut]
+                .iter()
+                .filter(|&&(n, b)| n == JOURNAL && b == b'\n')
+                .count();
+            write(&crashed, done, N, false);
+            for name in NAMES.iter().chain(&[JOURNAL]) {
+                assert!(
+                    content(&crashed, name) == content(&reference, name),
+                    "crash after byte {cut} of {}: {name} differs after resuming",
+                    stream.len()
+                );
+            }
+        }
+        std::fs::remove_dir_all(&reference).unwrap();
+        std::fs::remove_dir_all(&crashed).unwrap();
+    }
+
+    /// Data files shorter than the journal says are refused, not guessed at.
+    #[test]
+    fn data_lost_behind_the_journal_is_an_error() {
+        let dir = scratch("lost");
+        write(&dir, 0, 3, true);
+        let p = dir.join("pairs.jsonl");
+        let len = std::fs::metadata(&p).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+        let e = Journal::open(&dir, &NAMES, false, false).unwrap_err();
+        assert!(e.to_string().contains("lost data"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

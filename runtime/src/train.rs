@@ -31,7 +31,7 @@ pub fn dpo(
     let (model, tokenizer) = models::load(model_path, &device)?;
     let mut all = Vec::new();
     for p in pairs {
-        all.extend(dpo::read_pairs(p, &tokenizer, true)?);
+        all.extend(dpo::read_pairs(p, &tokenizer, true).map_err(ponder_policies::Error::from)?);
     }
     if limit > 0 {
         all.truncate(limit);

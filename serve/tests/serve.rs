@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ponder_engine::batcher::Models;
 use ponder_engine::{BatchConfig, SearchConfig};
 use ponder_serve::{App, Extras, ServeConfig};
 use ponder_testkit::{latency, synthetic};
@@ -31,6 +32,30 @@ fn start(cfg: ServeConfig, slow_ms: u64) -> Server {
     start_with(cfg, slow_ms, Extras::default())
 }
 
+/// A server whose model calls wait until the returned gate opens: its first search stays in
+/// flight for as long as a test needs, however loaded the machine.
+fn start_gated(cfg: ServeConfig) -> (Server, Arc<latency::Gate>) {
+    let gate = latency::Gate::shut();
+    let models = latency::gated(
+        &synthetic::models(&synthetic::SyntheticSpec::default()),
+        gate.clone(),
+    );
+    (start_models(cfg, models, Extras::default()), gate)
+}
+
+/// Polls the server's `/health` until `field` is `want` (a hang guard of 60 s, never a
+/// timing assumption).
+fn wait_for(s: &Server, field: &str, want: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while get(&s.url, "/health")[field] != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{field} never reached {want}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 fn start_with(cfg: ServeConfig, slow_ms: u64, extras: Extras) -> Server {
     let mut models = synthetic::models(&synthetic::SyntheticSpec::default());
     if slow_ms > 0 {
@@ -42,6 +67,10 @@ fn start_with(cfg: ServeConfig, slow_ms: u64, extras: Extras) -> Server {
             },
         );
     }
+    start_models(cfg, models, extras)
+}
+
+fn start_models(cfg: ServeConfig, models: Models, extras: Extras) -> Server {
     let mut search = SearchConfig::alphallm();
     search.parallel.threads = 2;
     let app: Arc<App> =
@@ -268,8 +297,8 @@ fn a_full_server_says_429_with_retry_after_and_never_hangs() {
         max_queue: 0,
         ..ServeConfig::default()
     };
-    // Every model call takes 20 ms: the first search holds the only slot for a while.
-    let s = start(cfg, 20);
+    // The first search holds the only slot until the gate opens.
+    let (s, gate) = start_gated(cfg);
     let url = s.url.clone();
     let body =
         json!({"model": "ponder-mcts", "messages": [{"role": "user", "content": question()}],
@@ -278,13 +307,12 @@ fn a_full_server_says_429_with_retry_after_and_never_hangs() {
     let b2 = body.clone();
     let first = std::thread::spawn(move || post(&url, "/v1/chat/completions", &b2, None));
     // Wait until the first search holds the slot (by the server's gauge, not by time).
-    while get(&s.url, "/health")["in_flight"] != 1 {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for(&s, "in_flight", 1);
     let (code, v, retry) = post(&s.url, "/v1/chat/completions", &body, None);
     assert_eq!(code, 429, "{v}");
     assert_eq!(v["error"]["code"], "rate_limit_exceeded");
     assert_eq!(retry.as_deref(), Some("1"));
+    gate.open();
     let (code, v, _) = first.join().unwrap();
     assert_eq!(code, 200, "{v}");
     assert_eq!(get(&s.url, "/health")["rejected"], 1);
@@ -384,7 +412,7 @@ fn a_full_slot_queues_the_next_request_and_refuses_beyond_the_queue() {
         max_queue: 1,
         ..ServeConfig::default()
     };
-    let s = start(cfg, 20);
+    let (s, gate) = start_gated(cfg);
     let body =
         json!({"model": "ponder-mcts", "messages": [{"role": "user", "content": question()}],
         "ponder": {"simulations": 8}})
@@ -394,13 +422,9 @@ fn a_full_slot_queues_the_next_request_and_refuses_beyond_the_queue() {
         std::thread::spawn(move || post(&url, "/v1/chat/completions", &b, None))
     };
     let first = send(&s);
-    while get(&s.url, "/health")["in_flight"] != 1 {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for(&s, "in_flight", 1);
     let second = send(&s);
-    while get(&s.url, "/health")["queued"] != 1 {
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for(&s, "queued", 1);
     let (code, v, retry) = post(&s.url, "/v1/chat/completions", &body, None);
     assert_eq!((code, retry.as_deref()), (429, Some("1")), "{v}");
     assert!(
@@ -410,6 +434,7 @@ fn a_full_slot_queues_the_next_request_and_refuses_beyond_the_queue() {
             .contains("1 waiting"),
         "{v}"
     );
+    gate.open();
     for h in [first, second] {
         let (code, v, _) = h.join().unwrap();
         assert_eq!(code, 200, "{v}");

@@ -113,3 +113,91 @@ pub fn slow(models: &Models, latency: Latency) -> Models {
         task: models.task.clone(),
     }
 }
+
+/// A gate for tests that need a search to stay in flight until they say so (instead of
+/// hoping a slow model is slow enough on a loaded machine): every policy call of
+/// [`gated`] models waits while the gate is shut.
+#[derive(Debug, Default)]
+pub struct Gate {
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl Gate {
+    /// A shut gate.
+    pub fn shut() -> Arc<Gate> {
+        Arc::new(Gate::default())
+    }
+
+    /// Opens the gate for good: waiting calls go on, later ones do not wait.
+    pub fn open(&self) {
+        *self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        self.opened.notify_all();
+    }
+
+    fn pass(&self) {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while !*open {
+            open = self
+                .opened
+                .wait(open)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+/// A policy that answers like `inner` once its [`Gate`] is open.
+struct GatedPolicy {
+    inner: Arc<dyn Policy>,
+    gate: Arc<Gate>,
+}
+
+impl std::fmt::Debug for GatedPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatedPolicy").finish_non_exhaustive()
+    }
+}
+
+impl Policy for GatedPolicy {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn propose(&self, requests: &[ExpandRequest<'_>]) -> Result<Vec<Vec<Step>>, BoxError> {
+        self.gate.pass();
+        self.inner.propose(requests)
+    }
+    fn max_step_tokens(&self, to_end: bool) -> Option<u32> {
+        self.inner.max_step_tokens(to_end)
+    }
+    fn wants_batches(&self) -> bool {
+        self.inner.wants_batches()
+    }
+    fn step_rule(&self) -> Option<&ponder_engine::policy::StepRule> {
+        self.inner.step_rule()
+    }
+    fn release(&self, tree: TreeId) {
+        self.inner.release(tree);
+    }
+}
+
+/// `models` whose policy calls wait for `gate`.
+pub fn gated(models: &Models, gate: Arc<Gate>) -> Models {
+    let wrap = |p: &Arc<dyn Policy>| -> Arc<dyn Policy> {
+        Arc::new(GatedPolicy {
+            inner: p.clone(),
+            gate: gate.clone(),
+        })
+    };
+    Models {
+        policy: wrap(&models.policy),
+        rollout: models.rollout.as_ref().map(wrap),
+        critics: models.critics.clone(),
+        task: models.task.clone(),
+    }
+}

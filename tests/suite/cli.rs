@@ -449,7 +449,8 @@ fn bench_latency_compares_sequential_and_parallel() {
         "{out}"
     );
     let speedup: f64 = lines[2].strip_prefix("speedup=").unwrap().parse().unwrap();
-    assert!(speedup > 0.0);
+    // Printed to one decimal: a parallel run stalled by a loaded machine may print 0.0.
+    assert!(speedup.is_finite() && speedup >= 0.0, "{speedup}");
 }
 
 /// The default policy: the installed SmolLM2 answers a word problem end to end (skipped with a

@@ -211,6 +211,6 @@ impl Llama {
             "eos_token_id": tokenizer.eos(),
         });
         write("config.json", config.to_string().as_bytes())?;
-        tokenizer.save_hf(dir)
+        Ok(tokenizer.save_hf(dir)?)
     }
 }

@@ -72,7 +72,7 @@ impl Llama {
         let cfg = LlamaConfig::from_gguf(g)?;
         let load = |name: &str| match g.tensor(name) {
             None => Ok(None),
-            Some(_) => g.tensor_f32(name).map(Some),
+            Some(_) => Ok(Some(g.tensor_f32(name)?)),
         };
         let source = Source {
             path: g.path(),
@@ -89,9 +89,9 @@ impl Llama {
     /// A missing or malformed `config.json`, unsupported `model_type`, unreadable or malformed
     /// safetensors, missing tensors, wrong shapes.
     pub fn from_hf_dir(dir: &Path, device: &Device) -> Result<Self> {
-        let cfg = hf_config(dir)?;
+        let cfg = LlamaConfig::from_hf_dir(dir)?;
         let files = crate::hf::Safetensors::open_dir(dir)?;
-        let load = |name: &str| files.tensor_f32(name);
+        let load = |name: &str| Ok(files.tensor_f32(name)?);
         let source = Source {
             path: dir,
             names: Names::HF,

@@ -19,15 +19,13 @@ use crate::lora::{Adapters, Target, fused_delta};
 
 mod blocks;
 mod cache;
-mod config;
 mod export;
 mod host;
 mod load;
 
 use blocks::*;
 pub use cache::KvCache;
-use config::hf_config;
-pub use config::{LlamaConfig, Rope};
+pub use ponder_formats::shape::{LlamaConfig, Rope};
 
 /// The decoder with its weights.
 #[derive(Clone, Debug)]

@@ -18,7 +18,9 @@ fn config(endpoints: Vec<String>) -> RemoteConfig {
     RemoteConfig {
         endpoints,
         model: "mock".into(),
-        timeout_secs: 0.5,
+        // Generous: a loaded machine must not turn a slow answer into a retry (the counts
+        // below are exact). Tests that inject hangs set a short timeout of their own.
+        timeout_secs: 30.0,
         retries: 12,
         backoff_ms: 1.0,
         backoff_max_ms: 5.0,
@@ -120,7 +122,9 @@ fn injected_failures_are_retried_until_every_request_succeeds() {
         ..MockConfig::default()
     })
     .unwrap();
-    let p = policy(&config(vec![server.url()]));
+    let mut cfg = config(vec![server.url()]);
+    cfg.timeout_secs = 0.5;
+    let p = policy(&cfg);
     let (t, n) = tree(&[]);
     let reqs: Vec<ExpandRequest<'_>> = (0..24)
         .map(|i| ExpandRequest {
@@ -144,7 +148,12 @@ fn injected_failures_are_retried_until_every_request_succeeds() {
         .failures
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(injected > 0, "failures were injected");
-    assert_eq!(s.retries, injected, "each injected failure cost one retry");
+    // At least one retry per injected failure; more only if a loaded machine made a healthy
+    // answer outlast the short timeout.
+    assert!(
+        s.retries >= injected,
+        "each injected failure cost a retry: {s:?}"
+    );
     assert_eq!(s.failures, 0);
 }
 
@@ -167,6 +176,7 @@ fn client_errors_fail_at_once_and_endless_garbage_gives_up_cleanly() {
     .unwrap();
     let mut cfg = config(vec![broken.url()]);
     cfg.retries = 5;
+    cfg.timeout_secs = 0.5;
     let p = policy(&cfg);
     let (t, n) = tree(&[]);
     let req = ExpandRequest {

@@ -40,12 +40,24 @@ impl Safetensors {
         let mut files = Vec::with_capacity(paths.len());
         for p in paths {
             let bytes = std::fs::read(&p).map_err(io(&p))?;
-            SafeTensors::deserialize(&bytes).map_err(|e| Error::Tensor {
+            files.push((p, bytes));
+        }
+        Self::from_files(files)
+    }
+
+    /// Checks and keeps the bytes of safetensors files (each with the path that names it in
+    /// errors).
+    ///
+    /// # Errors
+    /// [`Error::Tensor`] when one is malformed: a header that is not the JSON the format
+    /// defines, or offsets outside the file.
+    pub fn from_files(files: Vec<(PathBuf, Vec<u8>)>) -> Result<Self> {
+        for (p, bytes) in &files {
+            SafeTensors::deserialize(bytes).map_err(|e| Error::Tensor {
                 path: p.clone(),
                 name: "header".into(),
                 message: format!("malformed safetensors: {e}"),
             })?;
-            files.push((p, bytes));
         }
         Ok(Safetensors { files })
     }

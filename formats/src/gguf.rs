@@ -19,6 +19,8 @@ use crate::error::{Error, Result};
 
 const MAGIC: u32 = 0x4655_4747; // "GGUF" little-endian
 const DEFAULT_ALIGNMENT: u64 = 32;
+/// The largest `general.alignment` accepted (llama.cpp writes 32; a page is 4096).
+const MAX_ALIGNMENT: u64 = 1 << 20;
 
 /// A metadata value.
 #[derive(Clone, Debug, PartialEq)]
@@ -412,9 +414,15 @@ impl Gguf {
             None => DEFAULT_ALIGNMENT,
             Some(v) => v
                 .as_u64()
-                .filter(|a| a.is_power_of_two())
-                .ok_or_else(|| c.err("general.alignment is not a power of two"))?,
+                .filter(|a| a.is_power_of_two() && *a <= MAX_ALIGNMENT)
+                .ok_or_else(|| {
+                    c.err(&format!(
+                        "general.alignment is not a power of two up to {MAX_ALIGNMENT}"
+                    ))
+                })?,
         };
+        // No overflow: the position is at most the file's length and the alignment at most
+        // `MAX_ALIGNMENT`.
         let data_start = (c.pos as u64).div_ceil(alignment) * alignment;
         let data_len = (bytes.len() as u64).saturating_sub(data_start);
         for t in &tensors {
@@ -430,7 +438,11 @@ impl Gguf {
                         t.name
                     )));
                 }
-                let size = elements / per_block * block_bytes;
+                let size = (elements / per_block)
+                    .checked_mul(block_bytes)
+                    .ok_or_else(|| {
+                        c.err(&format!("tensor `{}` has an impossible shape", t.name))
+                    })?;
                 if t.offset.checked_add(size).is_none_or(|end| end > data_len) {
                     return Err(Error::Gguf {
                         path: path.to_path_buf(),

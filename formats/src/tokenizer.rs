@@ -19,6 +19,8 @@ const TOKEN_USER_DEFINED: u64 = 4;
 #[derive(Clone, Debug)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
+    /// One past the largest id the tokenizer can produce (vocabulary and added tokens).
+    id_bound: usize,
     bos: Option<u32>,
     eos: Option<u32>,
     chat: ChatTemplate,
@@ -26,6 +28,39 @@ pub struct Tokenizer {
 
 fn tok_err(e: impl std::fmt::Display) -> Error {
     Error::Tokenizer(e.to_string())
+}
+
+/// Builds a `tokenizers` tokenizer from JSON bytes. The bytes are parsed as JSON first, so a
+/// syntax error is reported with its line and column; the `decoder`, which `tokenizers` 0.23
+/// deserialises with an `expect` (a panic on malformed input, found by fuzzing), must be null
+/// or an object naming its `type`; and a panic inside `tokenizers` that this misses becomes an
+/// error, not a crash of the caller.
+fn build(path: &Path, bytes: &[u8]) -> Result<tokenizers::Tokenizer> {
+    let bad = |m: String| Error::Tokenizer(format!("{}: {m}", path.display()));
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    match v.get("decoder") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(d) if d.get("type").is_some_and(serde_json::Value::is_string) => {}
+        Some(_) => {
+            return Err(bad(
+                "`decoder` is neither null nor an object with a `type`".into()
+            ));
+        }
+    }
+    std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(bytes))
+        .map_err(|_| bad("the tokenizers library panicked reading it".into()))?
+        .map_err(|e| bad(e.to_string()))
+}
+
+/// One past the largest id `inner` can produce.
+fn id_bound(inner: &tokenizers::Tokenizer) -> usize {
+    inner
+        .get_vocab(true)
+        .values()
+        .map(|&id| id as usize + 1)
+        .max()
+        .unwrap_or(0)
 }
 
 impl Tokenizer {
@@ -124,10 +159,10 @@ impl Tokenizer {
                       "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
                       "vocab": vocab, "merges": merges},
         });
-        let inner =
-            tokenizers::Tokenizer::from_bytes(spec.to_string().as_bytes()).map_err(tok_err)?;
+        let inner = build(g.path(), spec.to_string().as_bytes())?;
         let id = |key: &str| g.get(key).and_then(Value::as_u64).map(|v| v as u32);
         Ok(Tokenizer {
+            id_bound: id_bound(&inner),
             inner,
             bos: id("tokenizer.ggml.bos_token_id"),
             eos: id("tokenizer.ggml.eos_token_id"),
@@ -152,9 +187,23 @@ impl Tokenizer {
             path: path.to_path_buf(),
             source,
         })?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
-            .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+        Self::from_json(path, &bytes, bos, eos, chat)
+    }
+
+    /// Parses the bytes of a `tokenizer.json` (`path` only names it in errors).
+    ///
+    /// # Errors
+    /// [`Error::Tokenizer`] for bytes that are not a tokenizer the `tokenizers` crate builds.
+    pub fn from_json(
+        path: &Path,
+        bytes: &[u8],
+        bos: Option<u32>,
+        eos: Option<u32>,
+        chat: ChatTemplate,
+    ) -> Result<Self> {
+        let inner = build(path, bytes)?;
         Ok(Tokenizer {
+            id_bound: id_bound(&inner),
             inner,
             bos,
             eos,
@@ -233,9 +282,38 @@ impl Tokenizer {
         self.inner.decode(ids, false).map_err(tok_err)
     }
 
-    /// Vocabulary size, added tokens included.
+    /// Vocabulary size, added tokens included (distinct tokens; ids may have gaps, see
+    /// [`Tokenizer::id_bound`]).
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
+    }
+
+    /// One past the largest token id this tokenizer produces: a model must have at least this
+    /// many embedding rows to take its ids (a file's ids need not be dense).
+    pub fn id_bound(&self) -> usize {
+        self.id_bound
+    }
+
+    /// Checks that a model with `vocab` embedding rows takes every id this tokenizer produces,
+    /// and its bos and eos tokens.
+    ///
+    /// # Errors
+    /// [`Error::Tokenizer`] naming the first id out of range.
+    pub fn check_fits(&self, vocab: usize) -> Result<()> {
+        if self.id_bound > vocab {
+            return Err(Error::Tokenizer(format!(
+                "token ids go up to {} but the model has {vocab} embedding rows",
+                self.id_bound - 1
+            )));
+        }
+        for (name, id) in [("bos", self.bos), ("eos", self.eos)] {
+            if let Some(id) = id.filter(|&i| i as usize >= vocab) {
+                return Err(Error::Tokenizer(format!(
+                    "the {name} token {id} is outside the model's {vocab} embedding rows"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Beginning-of-sequence token.

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use ponder_policies::gguf::{GgmlType, Gguf, dequantize};
+use ponder_formats::gguf::{GgmlType, Gguf, dequantize};
 use ponder_testkit::gguf_writer::GgufWriter;
 
 /// One type's blocks from the fixture.
