@@ -6,15 +6,17 @@
 #
 #   scripts/fuzz.sh [-t SECONDS] [-j JOBS] [-r RUNS] [target ...]
 #
-# With -r, each target instead runs RUNS inputs from seed 1 in one process, from the seeds
-# alone: a deterministic short run (what CI does). The exit status is 1 when anything was
+# With -r, each target instead runs RUNS inputs (or SECONDS, whichever ends first) from seed 1
+# in one process, from the seeds alone: a short run, the same inputs on every machine (what
+# CI does). The exit status is 1 when anything was
 # found.
 #
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Builds with
 # `cargo +nightly fuzz build -s none -a` (no sanitizer: the code under test has no `unsafe`;
-# debug assertions and overflow checks on) into $CARGO_TARGET_DIR (default
-# ~/.cache/ponder/fuzz-target), seeds fuzz/corpus/ from `ponder-hostile`'s seeds, then runs
-# libFuzzer with a 2 GiB RSS limit and a 10 s per-input timeout.
+# debug assertions and overflow checks on) into $FUZZ_TARGET_DIR (default
+# ~/.cache/ponder/fuzz-target), seeds fuzz/corpus/ from `ponder-hostile`'s seeds (built in
+# $CARGO_TARGET_DIR, default ~/.cache/ponder/target), then runs libFuzzer with a 2 GiB RSS
+# limit and a 10 s per-input timeout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=600
@@ -29,15 +31,20 @@ while getopts "t:j:r:" o; do
   esac
 done
 shift $((OPTIND - 1))
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/ponder/fuzz-target}
+FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-$HOME/.cache/ponder/fuzz-target}
+MAIN_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/ponder/target}
 ALL=(gguf safetensors tokenizer_json tokenize jsonl journal config_toml model_text remote_answer serve_request)
 TARGETS=("${@:-${ALL[@]}}")
 [ $# -eq 0 ] && TARGETS=("${ALL[@]}")
-cargo +nightly fuzz build -s none -a >&2
+# The short run (-r) builds the fuzz workspace in the dev profile (quick to compile, as CI
+# builds nothing with --release); a campaign builds it optimised.
+PROFILE=release
+DEV=
+if [ -n "$RUNS" ]; then PROFILE=debug; DEV=--dev; fi
+CARGO_TARGET_DIR=$FUZZ_TARGET_DIR cargo +nightly fuzz build $DEV -s none -a >&2
 # The seeds come from the main workspace's debug build (its own target folder).
-CARGO_TARGET_DIR=${PONDER_TARGET_DIR:-$HOME/.cache/ponder/target} \
-  cargo run -q -p ponder-hostile --example seeds -- fuzz/corpus >&2
-BIN=$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release
+CARGO_TARGET_DIR=$MAIN_TARGET_DIR cargo run -q -p ponder-hostile --example seeds -- fuzz/corpus >&2
+BIN=$FUZZ_TARGET_DIR/x86_64-unknown-linux-gnu/$PROFILE
 mkdir -p fuzz/logs
 run() {
   local t=$1
@@ -46,6 +53,7 @@ run() {
     # The seeds only (a fresh corpus folder): the same inputs on every machine.
     rm -rf "fuzz/corpus-ci/$t" && mkdir -p "fuzz/corpus-ci/$t" && cp "fuzz/corpus/$t"/seed-* "fuzz/corpus-ci/$t/"
     "$BIN/$t" "fuzz/corpus-ci/$t" -artifact_prefix="fuzz/artifacts/$t/" -seed=1 -runs="$RUNS" \
+      -max_total_time="$SECONDS_EACH" \
       -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 >"fuzz/logs/$t.log" 2>&1 || true
   else
     "$BIN/$t" "fuzz/corpus/$t" -artifact_prefix="fuzz/artifacts/$t/" \

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use ponder_engine::extract::{PairCritics, PairRecord, SCHEMA_VERSION};
 use ponder_formats::Error;
 use ponder_formats::gguf::{GgmlType, Gguf, Value};
 use ponder_formats::pairs::parse_pairs;
@@ -118,18 +119,8 @@ proptest! {
 
 /// A byte-level tokenizer (GPT-2's byte map, no merges) from GGUF metadata.
 fn byte_tokenizer() -> Tokenizer {
-    let mut shift = 0;
-    let mut tokens: Vec<String> = (0u32..256)
-        .map(|b| {
-            let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || b >= 174;
-            let c = if printable {
-                b
-            } else {
-                shift += 1;
-                255 + shift
-            };
-            char::from_u32(c).unwrap().to_string()
-        })
+    let mut tokens: Vec<String> = (0u8..=255)
+        .map(|b| ponder_testkit::tiny_llama::byte_char(b).to_string())
         .collect();
     tokens.push("<|im_end|>".into());
     let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
@@ -155,18 +146,31 @@ proptest! {
         with_tokens in any::<bool>(),
     ) {
         let tok = byte_tokenizer();
-        let mut line = serde_json::json!({
-            "prompt": format!("{task}{prefix}"),
-            "prefix": prefix,
-            "chosen": chosen,
-            "rejected": rejected,
-            "label_smoothing": smoothing,
-        });
         let (c_ids, r_ids) = (tok.encode(&chosen).unwrap(), tok.encode(&rejected).unwrap());
-        if with_tokens {
-            line["chosen_tokens"] = serde_json::json!(c_ids);
-            line["rejected_tokens"] = serde_json::json!(r_ids);
-        }
+        // The record `ponder generate` writes, serialised as it writes it.
+        let line = serde_json::to_string(&PairRecord {
+            schema_version: SCHEMA_VERSION,
+            problem_id: "p".into(),
+            tree_id: 0,
+            depth: 1,
+            prompt: format!("{task}{prefix}"),
+            prefix: prefix.clone(),
+            prefix_tokens: None,
+            chosen_node: Some(1),
+            rejected_node: Some(2),
+            chosen: chosen.clone(),
+            rejected: rejected.clone(),
+            q_chosen: 0.9,
+            q_rejected: 0.1,
+            n_chosen: 3,
+            n_rejected: 1,
+            label_smoothing: smoothing,
+            final_correct: Some(true),
+            critics: PairCritics::default(),
+            chosen_tokens: with_tokens.then(|| c_ids.clone()),
+            rejected_tokens: with_tokens.then(|| r_ids.clone()),
+        })
+        .unwrap();
         let text = format!("{line}\n\n{line}\n");
         let pairs = parse_pairs(Path::new("pairs.jsonl"), text.as_bytes(), &tok, false).unwrap();
         prop_assert_eq!(pairs.len(), 2);

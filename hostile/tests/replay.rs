@@ -44,3 +44,32 @@ fn seeds_reach_the_readers_they_are_for() {
     assert_eq!((choices.len(), usage.completion, usage.prompt), (2, 4, 9));
     assert!(choices[0].stopped && !choices[0].eos);
 }
+
+#[test]
+fn deep_nesting_and_huge_numbers_are_refused_not_followed() {
+    // Each reader on input nested 100 000 deep, on a test thread's default 2 MiB stack: a
+    // recursive reader without a depth limit would overflow it.
+    let deep =
+        |open: &str, close: &str| format!("{}{}", open.repeat(100_000), close.repeat(100_000));
+    let json = deep("[", "]");
+    let toml = format!("a = {}", deep("[", "]"));
+    let arith = format!("{} = 2", deep("(", ")"));
+    let huge = format!("{}1 * 3 = {}3", "9".repeat(5000), "9".repeat(5000));
+    for (name, input) in [
+        ("config_toml", toml.as_bytes().to_vec()),
+        ("model_text", arith.into_bytes()),
+        ("model_text", huge.into_bytes()),
+        ("remote_answer", [&[0u8][..], json.as_bytes()].concat()),
+        ("remote_answer", b"\x00{\"choices\": [{\"text\": \"x\", \"logprobs\": {\"content\": [{\"token\": \"x\", \"logprob\": -1e999}]}}], \"scores\": [1e400]}".to_vec()),
+        ("jsonl", [&[0u8][..], json.as_bytes()].concat()),
+        ("jsonl", [&[2u8][..], json.as_bytes()].concat()),
+        ("serve_request", [&[0u8][..], json.as_bytes()].concat()),
+        ("tokenizer_json", json.as_bytes().to_vec()),
+        ("safetensors", [&[2u8, 0][..], b"{}", json.as_bytes()].concat()),
+    ] {
+        let run = ponder_hostile::TARGETS.iter().find(|(n, _)| *n == name).unwrap().1;
+        run(&input);
+    }
+    assert_eq!(ponder_tasks::arith::evaluate(&deep("(", ")")), None);
+    assert!(ponder_runtime::Config::parse(&format!("a = {}", deep("[", "]")), None).is_err());
+}
