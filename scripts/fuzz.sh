@@ -73,13 +73,16 @@ found=0
 printf '%-16s %8s %12s %8s %8s %8s %8s\n' target seconds execs corpus crashes hangs ooms
 for t in "${TARGETS[@]}"; do
   log=fuzz/logs/$t.log
-  execs=$(grep -oE '#[0-9]+' "$log" | tail -1 | tr -d '#')
-  corpus=$(find "fuzz/corpus/$t" -type f | wc -l)
+  # (`|| true`: a pattern missing from a log is a blank cell, not the end of the script.)
+  execs=$(grep -oE '#[0-9]+' "$log" | tail -1 | tr -d '#' || true)
+  cdir=fuzz/corpus
+  [ -n "$RUNS" ] && cdir=fuzz/corpus-ci
+  corpus=$(find "$cdir/$t" -type f | wc -l)
   crashes=$(find "fuzz/artifacts/$t" -name 'crash-*' | wc -l)
   hangs=$(find "fuzz/artifacts/$t" -name 'timeout-*' | wc -l)
   ooms=$(find "fuzz/artifacts/$t" -name 'oom-*' | wc -l)
-  secs=$(grep -oE 'time: [0-9]+s' "$log" | tail -1 | grep -oE '[0-9]+')
-  secs=${secs:-$(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | grep -oE '[0-9]+ second' | grep -oE '[0-9]+')}
+  secs=$(grep -oE 'time: [0-9]+s' "$log" | tail -1 | grep -oE '[0-9]+' || true)
+  secs=${secs:-$(grep -oE 'in [0-9]+ second' "$log" | grep -oE '[0-9]+' || true)}
   printf '%-16s %8s %12s %8s %8s %8s %8s\n' "$t" "${secs:-?}" "${execs:-0}" "$corpus" "$crashes" "$hangs" "$ooms"
   found=$((found + crashes + hangs + ooms))
 done

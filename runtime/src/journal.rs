@@ -353,6 +353,7 @@ mod tests {
         }
         assert_eq!(jat, journal.len());
         let crashed = scratch("crashed");
+        eprintln!("{} cut points", stream.len() + 1);
         for cut in 0..=stream.len() {
             for name in NAMES.iter().chain(&[JOURNAL]) {
                 let bytes: Vec<u8> = stream[..cut]
