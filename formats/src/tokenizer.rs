@@ -266,12 +266,13 @@ impl Tokenizer {
     /// # Errors
     /// [`Error::Tokenizer`].
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        Ok(self
-            .inner
-            .encode(text, false)
-            .map_err(tok_err)?
-            .get_ids()
-            .to_vec())
+        // A tokenizer read from a file may hold configurations `tokenizers` panics on: caught
+        // as at build time (no state of ours is left half-changed by an unwinding encode).
+        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.inner.encode(text, false)
+        }))
+        .map_err(|_| Error::Tokenizer("the tokenizers library panicked encoding".into()))?;
+        Ok(encoded.map_err(tok_err)?.get_ids().to_vec())
     }
 
     /// The text of `ids` (special tokens included).
@@ -279,7 +280,11 @@ impl Tokenizer {
     /// # Errors
     /// [`Error::Tokenizer`].
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, false).map_err(tok_err)
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.inner.decode(ids, false)
+        }))
+        .map_err(|_| Error::Tokenizer("the tokenizers library panicked decoding".into()))?
+        .map_err(tok_err)
     }
 
     /// Vocabulary size, added tokens included (distinct tokens; ids may have gaps, see
