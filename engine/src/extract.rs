@@ -569,6 +569,28 @@ impl TreeDump {
             .collect();
         self
     }
+
+    /// The nodes of the chosen answer's path, from the root's child down to the answer's node
+    /// (the root holds no step); empty without an answer.
+    pub fn answer_path(&self) -> Vec<&DumpNode> {
+        // Nodes are stored by id; the search is only a fallback for a dump read back reordered.
+        let node = |id: u32| {
+            self.nodes
+                .get(id as usize)
+                .filter(|n| n.id == id)
+                .or_else(|| self.nodes.iter().find(|n| n.id == id))
+        };
+        let mut path = Vec::new();
+        let mut at = self.answer.as_ref().and_then(|a| node(a.node.0));
+        // At most one node per stored node: a malformed dump cannot loop.
+        while let Some(n) = at.filter(|_| path.len() < self.nodes.len()) {
+            let Some(parent) = n.parent else { break };
+            path.push(n);
+            at = node(parent);
+        }
+        path.reverse();
+        path
+    }
 }
 
 /// The full tree as a serialisable value.

@@ -48,9 +48,15 @@ fn build(path: &Path, bytes: &[u8]) -> Result<tokenizers::Tokenizer> {
             ));
         }
     }
-    std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(bytes))
-        .map_err(|_| bad("the tokenizers library panicked reading it".into()))?
-        .map_err(|e| bad(e.to_string()))
+    shielded("reading it", || tokenizers::Tokenizer::from_bytes(bytes)).map_err(bad)
+}
+
+/// Runs a call into `tokenizers`, turning a panic inside it (it has some on malformed files)
+/// into an error saying what was being done. No state of ours is half-changed by the unwind.
+fn shielded<T>(doing: &str, f: impl FnOnce() -> tokenizers::Result<T>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|_| format!("the tokenizers library panicked {doing}"))?
+        .map_err(|e| e.to_string())
 }
 
 /// One past the largest id `inner` can produce.
@@ -266,13 +272,9 @@ impl Tokenizer {
     /// # Errors
     /// [`Error::Tokenizer`].
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        // A tokenizer read from a file may hold configurations `tokenizers` panics on: caught
-        // as at build time (no state of ours is left half-changed by an unwinding encode).
-        let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.inner.encode(text, false)
-        }))
-        .map_err(|_| Error::Tokenizer("the tokenizers library panicked encoding".into()))?;
-        Ok(encoded.map_err(tok_err)?.get_ids().to_vec())
+        let encoded =
+            shielded("encoding", || self.inner.encode(text, false)).map_err(Error::Tokenizer)?;
+        Ok(encoded.get_ids().to_vec())
     }
 
     /// The text of `ids` (special tokens included).
@@ -280,11 +282,7 @@ impl Tokenizer {
     /// # Errors
     /// [`Error::Tokenizer`].
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.inner.decode(ids, false)
-        }))
-        .map_err(|_| Error::Tokenizer("the tokenizers library panicked decoding".into()))?
-        .map_err(tok_err)
+        shielded("decoding", || self.inner.decode(ids, false)).map_err(Error::Tokenizer)
     }
 
     /// Vocabulary size, added tokens included (distinct tokens; ids may have gaps, see

@@ -348,21 +348,9 @@ fn result_of(cfg: &Config, id: &str, r: SearchResult) -> Result {
     };
     let pairs = extract::pairs(&rep, &cfg.search, &cfg.output.pairs);
     let dump = extract::dump(&rep, &cfg.search).with_pairs(&pairs);
-    let by_id: std::collections::HashMap<u32, &extract::DumpNode> =
-        dump.nodes.iter().map(|n| (n.id, n)).collect();
-    let mut steps = Vec::new();
-    let mut score = None;
-    if let Some(a) = &rep.answer {
-        let mut at = by_id.get(&a.node.0).copied();
-        score = at.map(|n| n.critics.score);
-        while let Some(n) = at {
-            if n.parent.is_some() {
-                steps.push(n.text.clone());
-            }
-            at = n.parent.and_then(|p| by_id.get(&p).copied());
-        }
-    }
-    steps.reverse();
+    let path = dump.answer_path();
+    let score = path.last().map(|n| n.critics.score);
+    let steps: Vec<String> = path.iter().map(|n| n.text.clone()).collect();
     let stop = serde_json::to_value(rep.stop)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))

@@ -436,20 +436,14 @@ pub(crate) fn solution(
     } else {
         extract::dump(report, search)
     };
-    let by_id: std::collections::HashMap<u32, &extract::DumpNode> =
-        dump.nodes.iter().map(|n| (n.id, n)).collect();
-    let mut steps = Vec::new();
-    let mut score = None;
-    if let Some(a) = &report.answer {
-        let mut at = by_id.get(&a.node.0).copied();
-        score = at.map(|n| n.critics.score);
-        while let Some(n) = at {
-            steps.push(n.text.as_str());
-            at = n.parent.and_then(|p| by_id.get(&p).copied());
-        }
-    }
-    steps.reverse();
-    let text = steps.concat().trim().to_string();
+    let path = dump.answer_path();
+    let score = path.last().map(|n| n.critics.score);
+    let text = path
+        .iter()
+        .map(|n| n.text.as_str())
+        .collect::<String>()
+        .trim()
+        .to_string();
     let mut ext = json!({
         "profile": profile.id(),
         "algorithm": search.algorithm,
